@@ -1,0 +1,128 @@
+"""Signed cookies: the session (chunked past the browser's size limit) and login transactions.
+
+Signing is itsdangerous's; the secret keys come newest first (the first one signs,
+every one verifies) so that rotating a key is a configuration change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+
+from .config import Settings
+
+logger = logging.getLogger("renewal_middleware")
+
+#: Browsers keep at least 4096 bytes per cookie, name and attributes included.
+COOKIE_SIZE_LIMIT = 4096
+#: A request never carries more session chunks than this; more is garbage.
+MAX_CHUNKS = 10
+_EXPIRED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def _signer_with_clock(clock: Callable[[], float]) -> type[TimestampSigner]:
+    class ClockedSigner(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return ClockedSigner
+
+
+class SignedCodec:
+    """JSON payloads signed with rotating keys and a timestamp checked on load."""
+
+    def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]) -> None:
+        # itsdangerous wants the keys oldest first and signs with the last one.
+        keys = [k.reveal() for k in reversed(settings.secret_keys)]
+        self._clock = clock
+        self._serializer = URLSafeTimedSerializer(
+            keys, salt=salt, signer=_signer_with_clock(clock),
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+
+    def dumps(self, payload: Mapping[str, Any]) -> str:
+        return str(self._serializer.dumps(payload))
+
+    def loads(self, value: str, max_age: int) -> tuple[Any, int] | None:
+        """The payload and its signing time, or ``None`` when the value is not ours or too old."""
+        try:
+            payload, signed_at = self._serializer.loads(value, max_age=max_age,
+                                                        return_timestamp=True)
+        except (BadData, ValueError, UnicodeError) as exc:
+            logger.info("refused a cookie: %s", type(exc).__name__)
+            return None
+        return payload, int(signed_at.timestamp())
+
+
+class CookieWriter:
+    """Builds Set-Cookie header values with attributes computed once."""
+
+    def __init__(self, settings: Settings, *, path: str | None = None,
+                 max_age: int | None = None, samesite: str | None = None) -> None:
+        parts = [f"Path={path or settings.cookie_path}", "HttpOnly",
+                 f"SameSite={(samesite or settings.cookie_samesite).capitalize()}"]
+        if settings.secure_cookies:
+            parts.append("Secure")
+        if settings.cookie_domain:
+            parts.append(f"Domain={settings.cookie_domain}")
+        self.attributes = "; ".join(parts)
+        self.max_age = settings.session_lifetime_seconds if max_age is None else max_age
+
+    def set(self, name: str, value: str) -> str:
+        return f"{name}={value}; Max-Age={self.max_age}; {self.attributes}"
+
+    def delete(self, name: str) -> str:
+        return f"{name}=; {_EXPIRED}; {self.attributes}"
+
+
+class SessionCookie:
+    """Reads and writes the session cookie: ``name`` or, when large, ``name.0`` … ``name.N``."""
+
+    def __init__(self, settings: Settings, writer: CookieWriter, codec: SignedCodec) -> None:
+        self.name = settings.cookie_name
+        self.max_age = settings.session_lifetime_seconds
+        self._writer = writer
+        self._codec = codec
+        overhead = len(writer.set(f"{self.name}.{MAX_CHUNKS}", ""))
+        self.chunk_size = COOKIE_SIZE_LIMIT - overhead - 16
+        self._chunk_names = tuple(f"{self.name}.{i}" for i in range(MAX_CHUNKS))
+
+    def read(self, cookies: Mapping[str, str]) -> tuple[str | None, tuple[str, ...]]:
+        """The joined raw value (or ``None``) and the names of every session cookie present."""
+        present = tuple(n for n in (self.name, *self._chunk_names) if n in cookies)
+        if not present:
+            return None, ()
+        if self.name in cookies:
+            return cookies[self.name], present
+        parts: list[str] = []
+        for name in self._chunk_names:
+            if name not in cookies:
+                break
+            parts.append(cookies[name])
+        return ("".join(parts) or None), present
+
+    def encode(self, payload: Mapping[str, Any]) -> str:
+        return self._codec.dumps(payload)
+
+    def decode(self, raw: str) -> tuple[Any, int] | None:
+        return self._codec.loads(raw, self.max_age)
+
+    def set_headers(self, value: str, present: Sequence[str]) -> list[str]:
+        """Set-Cookie values writing ``value``, deleting every other session cookie present."""
+        if len(value) <= self.chunk_size:
+            written = {self.name: value}
+        else:
+            pieces = [value[i:i + self.chunk_size] for i in range(0, len(value), self.chunk_size)]
+            if len(pieces) > MAX_CHUNKS:
+                raise ValueError(f"a session of {len(value)} bytes needs over {MAX_CHUNKS} cookies")
+            written = dict(zip(self._chunk_names, pieces, strict=False))
+        headers = [self._writer.set(name, piece) for name, piece in written.items()]
+        headers += [self._writer.delete(name) for name in present if name not in written]
+        return headers
+
+    def clear_headers(self, present: Sequence[str]) -> list[str]:
+        return [self._writer.delete(name) for name in present]

@@ -1,0 +1,143 @@
+"""The provider calls behind the flows' effects, over authlib's httpx-based OAuth2 clients."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import time
+import warnings
+from typing import Any, TypeVar
+
+from authlib.integrations.base_client.errors import OAuthError
+
+try:  # authlib builds its clients on httpx2 when it is installed, else on httpx
+    import httpx2 as httpx  # type: ignore[import-not-found, unused-ignore]
+except ImportError:
+    import httpx
+
+with warnings.catch_warnings():
+    # authlib deprecates its httpx fallback; httpx2 needs Python 3.11, and we support 3.10.
+    warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+from .config import Settings
+from .errors import ProviderUnavailable, RenewalError, TokenRequestRejected
+from .oidc import Effect, Flow, GetJSON, TokenRequest, UserInfoRequest
+
+logger = logging.getLogger("renewal_middleware")
+T = TypeVar("T")
+
+
+def retry_after_seconds(value: str | None, now: float) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def provider_error(exc: Exception) -> RenewalError:
+    """Translate what the HTTP and OAuth layers raise into the package's errors."""
+    if isinstance(exc, OAuthError):
+        return TokenRequestRejected(str(exc.error or "invalid_request"), exc.description)
+    if isinstance(exc, httpx.HTTPStatusError):
+        retry = retry_after_seconds(exc.response.headers.get("retry-after"), time.time())
+        return ProviderUnavailable(f"the provider answered HTTP {exc.response.status_code}",
+                                   retry_after=retry)
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderUnavailable("the provider did not answer in time")
+    if isinstance(exc, httpx.HTTPError):
+        return ProviderUnavailable(f"the provider is unreachable ({type(exc).__name__})")
+    return ProviderUnavailable("the provider answered with something that is not JSON")
+
+
+_EXPECTED = (OAuthError, httpx.HTTPError, ValueError)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "client_id": settings.client_id,
+        "client_secret": settings.client_secret.reveal(),
+        "token_endpoint_auth_method": settings.token_endpoint_auth_method,
+        "revocation_endpoint_auth_method": settings.token_endpoint_auth_method,
+        "timeout": settings.http_timeout_seconds,
+        "follow_redirects": False,
+    }
+
+
+def json_body(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        response.raise_for_status()
+    return response.json()
+
+
+def revocation_result(response: httpx.Response) -> None:
+    if response.status_code >= 500:
+        response.raise_for_status()
+    if response.status_code >= 400:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        error = body.get("error") if isinstance(body, dict) else None
+        raise TokenRequestRejected(str(error or f"HTTP {response.status_code}"))
+
+
+class AsyncTransport:
+    """Runs flows on one pooled async client; concurrent GETs of one URL share a request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = AsyncOAuth2Client(**client_options(settings))
+        self._gets: dict[str, asyncio.Future[Any]] = {}
+
+    async def run(self, flow: Flow[T]) -> T:
+        value: Any = None
+        error: RenewalError | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(value)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                value, error = await self.perform(effect), None
+            except RenewalError as exc:
+                value, error = None, exc
+
+    async def perform(self, effect: Effect) -> Any:
+        try:
+            if isinstance(effect, GetJSON):
+                return await self._get_json(effect.url)
+            if isinstance(effect, TokenRequest):
+                return await self.client.fetch_token(effect.url, **effect.params)
+            if isinstance(effect, UserInfoRequest):
+                response = await self.client.request(
+                    "GET", effect.url, withhold_token=True,
+                    headers={"authorization": f"Bearer {effect.access_token}"})
+                return json_body(response)
+            response = await self.client.revoke_token(
+                effect.url, token=effect.token, token_type_hint=effect.token_type_hint)
+            return revocation_result(response)
+        except _EXPECTED as exc:
+            raise provider_error(exc) from exc
+
+    async def _get_json(self, url: str) -> Any:
+        future = self._gets.get(url)
+        if future is None:
+            future = asyncio.ensure_future(self._fetch(url))
+            self._gets[url] = future
+            future.add_done_callback(lambda _: self._gets.pop(url, None))
+        return await asyncio.shield(future)
+
+    async def _fetch(self, url: str) -> Any:
+        response = await self.client.request("GET", url, withhold_token=True)
+        return json_body(response)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
