@@ -30,12 +30,12 @@ class Session:
     """
 
     id: str
-    access_token: str
+    access_token: str = dataclasses.field(repr=False)
     expires_at: int
     obtained_at: int
-    refresh_token: str | None
-    id_token: str | None
-    claims: Mapping[str, Any]
+    refresh_token: str | None = dataclasses.field(repr=False)
+    id_token: str | None = dataclasses.field(repr=False)
+    claims: Mapping[str, Any] = dataclasses.field(repr=False)
     scope: str = ""
 
     @property
