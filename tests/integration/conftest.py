@@ -1,0 +1,19 @@
+"""Fixtures for integration tests that need the test OpenID Provider (tests/op)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.op.harness import Provider, start_provider
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[Provider]:
+    """One test OP for the whole session: access tokens live 60 s, default ``demo-app`` client."""
+    op = start_provider(access_token_ttl=60)
+    try:
+        yield op
+    finally:
+        op.stop()
