@@ -67,6 +67,8 @@ class Settings:
     #: an empty value sends no prompt; anything else is sent as it is.
     login_prompt: str = "auto"
     token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"
+    #: Encrypt cookie payloads (AES-GCM) on top of signing them, so tokens are not readable.
+    encrypt_cookies: bool = True
     cookie_name: str = "renewal_session"
     cookie_samesite: SameSite = "lax"
     cookie_domain: str | None = None
@@ -215,6 +217,18 @@ def _as_float(name: str, raw: Any) -> float:
         raise
 
 
+def _as_bool(name: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = _as_str(name, raw).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    _fail(name, f"must be true or false, got {raw!r}")
+    raise AssertionError  # unreachable
+
+
 def _as_secret(name: str, raw: Any) -> Secret:
     if isinstance(raw, Secret):
         return raw
@@ -246,6 +260,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "client_secret": _as_secret,
     "secret_keys": _as_secret_keys,
     "audience": _as_optional_str,
+    "encrypt_cookies": _as_bool,
     "cookie_domain": _as_optional_str,
     "grace_seconds": _as_int,
     "session_lifetime_seconds": _as_int,

@@ -1,7 +1,8 @@
 """Signed cookies: the session (chunked past the browser's size limit) and login transactions.
 
 Signing is itsdangerous's; the secret keys come newest first (the first one signs,
-every one verifies) so that rotating a key is a configuration change.
+every one verifies) so that rotating a key is a configuration change. Payloads are
+also encrypted unless ``encrypt_cookies`` is off (see :mod:`renewal_middleware.crypto`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .config import Settings
+from .crypto import EncryptedJSON
 
 logger = logging.getLogger("renewal_middleware")
 
@@ -33,19 +35,22 @@ def _signer_with_clock(clock: Callable[[], float]) -> type[TimestampSigner]:
 
 
 class SignedCodec:
-    """JSON payloads signed with rotating keys and a timestamp checked on load."""
+    """JSON payloads (encrypted, by default) signed with rotating keys and a timestamp."""
 
     def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]) -> None:
+        secrets = [k.reveal() for k in settings.secret_keys]
+        extra: dict[str, Any] = {}
+        if settings.encrypt_cookies:
+            extra["serializer"] = EncryptedJSON(secrets, salt)
         # itsdangerous wants the keys oldest first and signs with the last one.
-        keys = [k.reveal() for k in reversed(settings.secret_keys)]
-        self._clock = clock
         self._serializer = URLSafeTimedSerializer(
-            keys, salt=salt, signer=_signer_with_clock(clock),
-            signer_kwargs={"digest_method": hashlib.sha256},
+            list(reversed(secrets)), salt=salt, signer=_signer_with_clock(clock),
+            signer_kwargs={"digest_method": hashlib.sha256}, **extra,
         )
 
     def dumps(self, payload: Mapping[str, Any]) -> str:
-        return str(self._serializer.dumps(payload))
+        value: str | bytes = self._serializer.dumps(payload)
+        return value.decode("ascii") if isinstance(value, bytes) else value
 
     def loads(self, value: str, max_age: int) -> tuple[Any, int] | None:
         """The payload and its signing time, or ``None`` when the value is not ours or too old."""
