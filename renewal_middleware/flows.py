@@ -285,10 +285,13 @@ class Flows:
                 return Ended(exc.error)
             # invalid_client and the like: our configuration, not the user's session.
             logger.error("refresh refused (%s): check the client settings", exc.error)
-            return Unavailable(exc.error, self.backoff.failed(session.id, now))
+            return Unavailable(exc.error, self.backoff.failed(session.id, self.clock()))
         except ProviderUnavailable as exc:
-            until = self.backoff.failed(session.id, now, exc.retry_after)
-            logger.warning("refresh failed, retrying after %.1fs: %s", until - now, exc.message)
+            # Back off from when the attempt failed, which may be a timeout after ``now``.
+            failed_at = self.clock()
+            until = self.backoff.failed(session.id, failed_at, exc.retry_after)
+            logger.warning("refresh failed, retrying after %.1fs: %s", until - failed_at,
+                           exc.message)
             return Unavailable(exc.message, until)
         except AuthenticationError as exc:
             logger.warning("refresh returned a bad ID token (%s): session ended", exc.code)
@@ -429,7 +432,7 @@ class Flows:
         if isinstance(error, ProviderUnavailable):
             # Keep the session; don't bounce through the provider again for a while.
             if loaded.view is not None:
-                self.backoff.failed(loaded.view.session.id, now, error.retry_after)
+                self.backoff.failed(loaded.view.session.id, self.clock(), error.retry_after)
             return redirect(return_to, done)
         # Silent renewal refused: the session is over, continue as anonymous.
         return redirect(return_to, [*self.session_cookie.clear_headers(loaded.present), *done])

@@ -119,7 +119,7 @@ class RefreshResults:
 class Backoff:
     """Per-session exponential backoff with jitter after the provider failed."""
 
-    def __init__(self, base: float = 1.0, cap: float = 60.0, maxsize: int = 10_000,
+    def __init__(self, base: float = 2.0, cap: float = 120.0, maxsize: int = 10_000,
                  rng: Callable[[], float] = random.random) -> None:
         self.base, self.cap = base, cap
         self._rng = rng

@@ -374,18 +374,33 @@ class Provider:
         self._call("POST", "/__stats/reset")
 
     def fail_next(
-        self, status: int | None = None, count: int = 1, hang_ms: int | None = None
+        self,
+        status: int | None = None,
+        count: int = 1,
+        hang_ms: int | None = None,
+        *,
+        body: str | None = None,
+        json_body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+        late_ms: int | None = None,
     ) -> None:
         """Make the next ``count`` token-endpoint requests fail with ``status`` (JSON body
-        ``{"error": "server_error"}``) and/or hang ``hang_ms`` first (hang only: the request is
-        then handled normally). ``count=0`` clears a pending fault. Replaces any earlier one."""
-        if count > 0 and status is None and hang_ms is None:
-            raise ValueError("fail_next needs status and/or hang_ms")
+        ``json_body``, default ``{"error": "server_error"}``, or the text ``body`` as HTML, with
+        extra ``headers``) and/or hang ``hang_ms`` first (hang only: the request is then handled
+        normally); ``late_ms`` processes the request, then waits that long before answering;
+        ``close`` drops the connection unanswered. ``count=0`` clears a pending fault.
+        Replaces any earlier one."""
+        if count > 0 and status is None and hang_ms is None and not close and late_ms is None:
+            raise ValueError("fail_next needs status, hang_ms, late_ms or close")
         payload: dict[str, Any] = {"count": count}
-        if status is not None:
-            payload["status"] = status
-        if hang_ms is not None:
-            payload["hang_ms"] = hang_ms
+        for key, value in (("status", status), ("hang_ms", hang_ms), ("late_ms", late_ms),
+                           ("body", body),
+                           ("json", json_body), ("headers", headers)):
+            if value is not None:
+                payload[key] = dict(value) if isinstance(value, Mapping) else value
+        if close:
+            payload["close"] = True
         self._call("POST", "/__fail", payload)
 
 

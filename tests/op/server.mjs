@@ -465,15 +465,17 @@ async function testEndpoints(ctx) {
       return;
     }
     const count = spec.count ?? 1;
-    const { status, hang_ms: hangMs } = spec;
+    const { status, hang_ms: hangMs, body, json, headers, close, late_ms: lateMs } = spec;
     const validStatus = status === undefined || (Number.isInteger(status) && status >= 100 && status <= 599);
     const validHang = hangMs === undefined || (Number.isInteger(hangMs) && hangMs >= 0);
     if (!Number.isInteger(count) || count < 0 || !validStatus || !validHang
-        || (count > 0 && status === undefined && hangMs === undefined)) {
+        || (count > 0 && status === undefined && hangMs === undefined && !close
+            && lateMs === undefined)) {
       sendJson(ctx, 400, { error: 'expected {"status": int, "count": int} or {"hang_ms": int, "count": int}' });
       return;
     }
-    fault = count > 0 ? { status, hangMs, remaining: count } : null;
+    fault = count > 0
+      ? { status, hangMs, body, json, headers, close, lateMs, remaining: count } : null;
     sendJson(ctx, 200, { status: status ?? null, hang_ms: hangMs ?? null, count });
   } else {
     sendJson(ctx, 404, { error: 'not_found' });
@@ -491,7 +493,21 @@ async function tokenEndpoint(ctx, next) {
     } catch { /* keep "unknown" */ }
     if (injected.hangMs) await sleep(injected.hangMs);
     bump(stats.grant_errors, grantType);
-    sendJson(ctx, injected.status, { error: 'server_error' });
+    for (const [name, value] of Object.entries(injected.headers || {})) ctx.set(name, String(value));
+    if (injected.body !== undefined) {
+      ctx.status = injected.status;
+      ctx.type = 'text/html';
+      ctx.body = String(injected.body);
+    } else {
+      sendJson(ctx, injected.status, injected.json || { error: 'server_error' });
+    }
+    return;
+  }
+  if (injected?.close) {
+    // Drop the connection without an answer.
+    bump(stats.grant_errors, 'unknown');
+    ctx.req.socket.destroy();
+    ctx.respond = false;
     return;
   }
   if (injected?.hangMs) await sleep(injected.hangMs);
@@ -499,6 +515,8 @@ async function tokenEndpoint(ctx, next) {
   try {
     await next();
     ok = ctx.status >= 200 && ctx.status < 300;
+    // Processed, but answered late: the client may have given up by then.
+    if (injected?.lateMs) await sleep(injected.lateMs);
   } finally {
     const grantType = ctx.oidc?.body?.grant_type || ctx.oidc?.params?.grant_type || 'unknown';
     bump(ok ? stats.grants : stats.grant_errors, String(grantType));
