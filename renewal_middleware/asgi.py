@@ -137,7 +137,12 @@ class RenewalMiddleware:
         await self._finish(scope, send, "login")
 
     async def _silent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._finish(scope, send, "silent")
+        query = _query(scope)
+        if {"state", "code", "error"}.isdisjoint(query):
+            reply = await self._reply(self.flows.silent_start(query, self.clock()), scope)
+            await _send_reply(send, reply)
+        else:
+            await self._finish(scope, send, "silent")
 
     async def _finish(self, scope: Scope, send: Send, kind: str) -> None:
         flow = self.flows.callback(kind, _query(scope), _header(scope, b"cookie"),

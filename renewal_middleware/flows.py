@@ -7,7 +7,9 @@ and write what it decides. Time is always passed in.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import html
 import json
 import logging
@@ -321,12 +323,24 @@ class Flows:
         return_to = safe_return_to(query.get("return_to"))
         return (yield from self._authorize("login", return_to, now, prompt=None))
 
-    def silent_redirect(self, return_to: str, now: float) -> Flow[Reply]:
-        """Send a page load through a prompt=none authorization and back to ``/silent``."""
-        return (yield from self._authorize("silent", safe_return_to(return_to), now,
-                                           prompt="none"))
+    def silent_redirect(self, return_to: str, now: float, mode: str = "redirect") -> Flow[Reply]:
+        """Send a page load through a prompt=none authorization and back to ``/silent``.
 
-    def _authorize(self, kind: str, return_to: str, now: float, prompt: str | None) -> Flow[Reply]:
+        In ``iframe`` mode (a hidden iframe loading ``/silent?mode=iframe``, as in
+        the classic ``silent.html`` pattern) ``/silent`` ends with a page that posts
+        ``{ok, expires_at}`` or ``{ok, error}`` to the parent, targeted at the app's
+        own origin only; the tokens stay in the HttpOnly cookie.
+        """
+        return (yield from self._authorize("silent", safe_return_to(return_to), now,
+                                           prompt="none", mode=mode))
+
+    def silent_start(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
+        """``GET /silent`` without a response: start a silent renewal."""
+        mode = "iframe" if query.get("mode") == "iframe" else "redirect"
+        return (yield from self.silent_redirect(query.get("return_to", "/"), now, mode))
+
+    def _authorize(self, kind: str, return_to: str, now: float, prompt: str | None,
+                   mode: str = "redirect") -> Flow[Reply]:
         settings = self.settings
         meta = yield from self.provider.metadata(now)
         state, nonce = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
@@ -351,7 +365,7 @@ class Flows:
         if settings.audience:
             params["audience"] = settings.audience
         tx = self._tx_codec.dumps(
-            {"s": state, "n": nonce, "v": verifier, "r": return_to, "k": kind})
+            {"s": state, "n": nonce, "v": verifier, "r": return_to, "k": kind, "m": mode})
         cookie = self._tx_writers[kind].set(self.tx_prefix + state, tx)
         separator = "&" if "?" in meta.authorization_endpoint else "?"
         return redirect(meta.authorization_endpoint + separator + urlencode(params), [cookie])
@@ -370,6 +384,7 @@ class Flows:
                 code="unknown_state"), as_json)
         done = [self._tx_writers[kind].delete(self.tx_prefix + state)]
         return_to = safe_return_to(tx["r"])
+        iframe = kind == "silent" and tx.get("m") == "iframe"
         loaded = self.load(cookie_header, now)
         present = loaded.present
         previous = loaded.view.session if loaded.view else None
@@ -395,16 +410,36 @@ class Flows:
             refused = AuthenticationError(
                 "The provider refused the sign-in code. Please sign in again.",
                 code="code_rejected")
-            return self._callback_failed(kind, refused, return_to, done, as_json, loaded, now)
+            return self._callback_failed(kind, refused, return_to, done, as_json, loaded, iframe)
         except RenewalError as exc:
             logger.info("%s callback refused: %s", kind, exc.code)
-            return self._callback_failed(kind, exc, return_to, done, as_json, loaded, now)
+            return self._callback_failed(kind, exc, return_to, done, as_json, loaded, iframe)
         session = Session.from_token_response(
             token, claims, int(now), previous=previous if kind == "silent" else None)
         value = self.encode(session, now)
         logger.info("%s for %s: session %s", "login" if kind == "login" else "silent renewal",
                     session.sub, session.id)
-        return redirect(return_to, [*self.session_cookie.set_headers(value, present), *done])
+        set_cookies = [*self.session_cookie.set_headers(value, present), *done]
+        if iframe:
+            return self._silent_page({"ok": True, "expires_at": session.expires_at}, set_cookies)
+        return redirect(return_to, set_cookies)
+
+    def _silent_page(self, message: Mapping[str, Any], set_cookies: Sequence[str]) -> Reply:
+        """A page for a hidden iframe: post ``message`` to the parent, at our origin only."""
+        data = {"type": "renewal_middleware:silent", **message}
+        # JSON in a script: escape "<" so no value can close the script element.
+        script = "parent.postMessage({},{});".format(
+            json.dumps(data).replace("<", "\\u003c"),
+            json.dumps(self.settings.base_url).replace("<", "\\u003c"))
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        body = f"<!doctype html><meta charset=utf-8><title>renewal</title><script>{script}</script>"
+        headers = [
+            ("content-type", "text/html; charset=utf-8"),
+            ("cache-control", "no-store"),
+            ("content-security-policy",
+             f"default-src 'none'; script-src 'sha256-{digest}'; frame-ancestors 'self'"),
+        ] + [("set-cookie", c) for c in set_cookies]
+        return Reply(200, headers, body.encode())
 
     def _id_token_claims(self, token: Mapping[str, Any], nonce: str, now: float,
                          expected_sub: str | None) -> Flow[dict[str, Any]]:
@@ -426,16 +461,20 @@ class Flows:
         return self.settings.silent_redirect_uri
 
     def _callback_failed(self, kind: str, error: RenewalError, return_to: str,
-                         done: list[str], as_json: bool, loaded: Loaded, now: float) -> Reply:
+                         done: list[str], as_json: bool, loaded: Loaded, iframe: bool) -> Reply:
         if kind == "login":
             return error_reply(error, as_json, done)
         if isinstance(error, ProviderUnavailable):
             # Keep the session; don't bounce through the provider again for a while.
             if loaded.view is not None:
                 self.backoff.failed(loaded.view.session.id, self.clock(), error.retry_after)
-            return redirect(return_to, done)
-        # Silent renewal refused: the session is over, continue as anonymous.
-        return redirect(return_to, [*self.session_cookie.clear_headers(loaded.present), *done])
+            headers = done
+        else:
+            # Silent renewal refused: the session is over, continue as anonymous.
+            headers = [*self.session_cookie.clear_headers(loaded.present), *done]
+        if iframe:
+            return self._silent_page({"ok": False, "error": error.code}, headers)
+        return redirect(return_to, headers)
 
     def _load_transaction(self, kind: str, state: str, cookies: Mapping[str, str]
                           ) -> dict[str, str] | None:

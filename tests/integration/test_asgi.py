@@ -305,3 +305,36 @@ async def test_lifespan_shutdown_closes_the_http_client(provider: Provider) -> N
             assert (await client.get(app.url + "/login")).status_code == 302
         assert not app.middleware.transport.client.is_closed
     assert app.middleware.transport.client.is_closed
+
+
+async def test_iframe_silent_renewal_posts_only_to_the_app_origin(
+        app_without_refresh: Running) -> None:
+    app = app_without_refresh
+    async with httpx.AsyncClient() as client:
+        await login(client, app.url)
+        before = (await client.get(app.url + "/api/me")).json()
+        app.grace_window()
+        page = await browse(client, app.url + "/silent?mode=iframe")
+        after = (await client.get(app.url + "/api/me")).json()
+    assert page.status_code == 200
+    assert str(page.url).startswith(app.url + "/silent?")
+    assert f'parent.postMessage({{"type": "renewal_middleware:silent", "ok": true, ' \
+           f'"expires_at": {after["expires_at"]}}},"{app.url}");' in page.text
+    assert "'*'" not in page.text and '"*"' not in page.text
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'self'" in policy
+    assert after["access_token"] != before["access_token"]
+    assert before["access_token"] not in page.text and after["access_token"] not in page.text
+
+
+async def test_iframe_silent_renewal_reports_login_required(app_without_refresh: Running) -> None:
+    app = app_without_refresh
+    async with httpx.AsyncClient() as client:
+        await login(client, app.url)
+        for name in [c.name for c in client.cookies.jar if c.name.startswith("_session")]:
+            client.cookies.delete(name)
+        page = await browse(client, app.url + "/silent?mode=iframe")
+        me = await client.get(app.url + "/api/me")
+    assert '"ok": false, "error": "login_required"' in page.text
+    assert f',"{app.url}");' in page.text
+    assert me.status_code == 401
