@@ -53,6 +53,8 @@ SILENT_LOGIN_ERRORS = frozenset({
 ANONYMOUS_USER: BaseUser = UnauthenticatedUser()
 ANONYMOUS_AUTH = AuthCredentials()
 _DECODED_CACHE_SIZE = 2048
+#: Past this many pending login transactions, finishing one clears the others.
+MAX_PENDING_LOGINS = 8
 
 Headers = list[tuple[str, str]]
 
@@ -383,6 +385,11 @@ class Flows:
                 "This sign-in link is unknown or has expired. Please sign in again.",
                 code="unknown_state"), as_json)
         done = [self._tx_writers[kind].delete(self.tx_prefix + state)]
+        others = [name for name in cookies
+                  if name.startswith(self.tx_prefix) and name != self.tx_prefix + state]
+        if len(others) >= MAX_PENDING_LOGINS:
+            # Abandoned logins pile up (each is a cookie sent to this path): drop them.
+            done += [self._tx_writers[kind].delete(n) for n in others]
         return_to = safe_return_to(tx["r"])
         iframe = kind == "silent" and tx.get("m") == "iframe"
         loaded = self.load(cookie_header, now)
