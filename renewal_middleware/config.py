@@ -123,7 +123,7 @@ class Settings:
 
     @property
     def secure_cookies(self) -> bool:
-        return self.base_url.startswith("https://")
+        return urlsplit(self.base_url).scheme.lower() == "https"
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -138,7 +138,8 @@ class Settings:
     def _validate(self) -> None:
         _check_url("issuer", self.issuer)
         _check_url("base_url", self.base_url)
-        if urlsplit(self.base_url).path not in ("", "/"):
+        base = urlsplit(self.base_url)
+        if base.path not in ("", "/") or base.query or base.fragment or "?" in self.base_url:
             _fail("base_url", "must be an origin such as https://app.example.com, without a path")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
@@ -186,9 +187,10 @@ def _fail(name: str, why: str) -> None:
 
 def _check_url(name: str, value: str) -> None:
     parts = urlsplit(value)
-    if parts.scheme == "https" and parts.hostname:
+    scheme = parts.scheme.lower()
+    if scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+    if scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
         return  # plain http only for local development
     _fail(name, f"must be an https URL (http only on 127.0.0.1/localhost), got {value!r}")
 
@@ -236,6 +238,8 @@ def _as_secret(name: str, raw: Any) -> Secret:
 
 
 def _as_secret_keys(name: str, raw: Any) -> tuple[Secret, ...]:
+    if isinstance(raw, Secret):
+        raw = [raw]
     items = raw.split(",") if isinstance(raw, str) else list(raw)
     keys = tuple(_as_secret(name, item.strip() if isinstance(item, str) else item)
                  for item in items)

@@ -16,6 +16,7 @@ from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 from .config import Settings
 from .crypto import EncryptedJSON
+from .errors import AuthenticationError
 
 logger = logging.getLogger("renewal_middleware")
 
@@ -42,6 +43,9 @@ class SignedCodec:
         extra: dict[str, Any] = {}
         if settings.encrypt_cookies:
             extra["serializer"] = EncryptedJSON(secrets, salt)
+        else:
+            # ASCII: a lone surrogate in a claim is valid JSON but cannot be UTF-8 encoded.
+            extra["serializer_kwargs"] = {"ensure_ascii": True}
         # itsdangerous wants the keys oldest first and signs with the last one.
         self._serializer = URLSafeTimedSerializer(
             list(reversed(secrets)), salt=salt, signer=_signer_with_clock(clock),
@@ -54,6 +58,10 @@ class SignedCodec:
 
     def loads(self, value: str, max_age: int) -> tuple[Any, int] | None:
         """The payload and its signing time, or ``None`` when the value is not ours or too old."""
+        if not value.isascii():
+            # itsdangerous skips non-ASCII characters when decoding; a cookie value has none.
+            logger.info("refused a cookie: non-ASCII value")
+            return None
         try:
             payload, signed_at = self._serializer.loads(value, max_age=max_age,
                                                         return_timestamp=True)
@@ -111,7 +119,12 @@ class SessionCookie:
         return ("".join(parts) or None), present
 
     def encode(self, payload: Mapping[str, Any]) -> str:
-        return self._codec.dumps(payload)
+        value = self._codec.dumps(payload)
+        if len(value) > self.chunk_size * MAX_CHUNKS:
+            raise AuthenticationError(
+                f"The session ({len(value)} bytes) is too large to keep in cookies.",
+                code="session_too_large")
+        return value
 
     def decode(self, raw: str) -> tuple[Any, int] | None:
         return self._codec.loads(raw, self.max_age)
@@ -122,8 +135,6 @@ class SessionCookie:
             written = {self.name: value}
         else:
             pieces = [value[i:i + self.chunk_size] for i in range(0, len(value), self.chunk_size)]
-            if len(pieces) > MAX_CHUNKS:
-                raise ValueError(f"a session of {len(value)} bytes needs over {MAX_CHUNKS} cookies")
             written = dict(zip(self._chunk_names, pieces, strict=False))
         headers = [self._writer.set(name, piece) for name, piece in written.items()]
         headers += [self._writer.delete(name) for name in present if name not in written]

@@ -56,7 +56,8 @@ class EncryptedJSON:
             self._current = self._current or key_id
 
     def dumps(self, obj: Any) -> bytes:
-        plain = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        # ensure_ascii: a lone surrogate in a claim is valid JSON but not valid UTF-8.
+        plain = json.dumps(obj, separators=(",", ":")).encode()
         flags = 0
         packed = zlib.compress(plain, 6)
         if len(packed) < len(plain):

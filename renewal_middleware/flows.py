@@ -16,7 +16,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -148,6 +148,9 @@ def safe_return_to(value: str | None) -> str:
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
         return "/"
+    if not value.isascii():
+        # A Location header carries ASCII: percent-encode the rest, as a browser would.
+        value = quote(value, safe="/?#&=%:@!$'()*+,;~-._")
     return value
 
 
@@ -302,9 +305,14 @@ class Flows:
             return Ended(exc.code)
         renewed = Session.from_token_response(token, claims, int(now), previous=session)
         self.backoff.succeeded(session.id)
+        try:
+            value = self.encode(renewed, now)
+        except AuthenticationError as exc:
+            logger.error("renewed session %s cannot be stored: %s", session.id, exc.message)
+            return Ended(exc.code)
         logger.info("renewed session %s (expires in %ss)", session.id,
                     renewed.expires_at - int(now) if renewed.expires_at else "?")
-        return Renewed(renewed, self.encode(renewed, now))
+        return Renewed(renewed, value)
 
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,
                       navigation: Callable[[], bool]) -> Decision:
@@ -396,7 +404,11 @@ class Flows:
         present = loaded.present
         previous = loaded.view.session if loaded.view else None
         try:
-            if query.get("iss") is not None and query["iss"].rstrip("/") != self.settings.issuer:
+            meta = yield from self.provider.metadata(now)
+            iss = query.get("iss")
+            if (iss is not None and iss != meta.issuer) or (
+                    iss is None and meta.iss_parameter_supported):
+                # RFC 9207: a response from another provider (mix-up) or one that lost its iss.
                 raise AuthenticationError("The response names another issuer.",
                                           code="issuer_mismatch")
             if "error" in query:
@@ -412,8 +424,14 @@ class Flows:
                 now, code, self._redirect_uri(kind), tx["v"])
             expected = previous.sub if (kind == "silent" and previous) else None
             claims = yield from self._id_token_claims(token, tx["n"], now, expected)
+            session = Session.from_token_response(
+                token, claims, int(now), previous=previous if kind == "silent" else None)
+            value = self.encode(session, now)
         except TokenRequestRejected as exc:
-            logger.info("%s callback: code refused (%s)", kind, exc.error)
+            if exc.error in ("invalid_client", "unauthorized_client"):
+                logger.error("%s callback: %s: check the client settings", kind, exc.error)
+            else:
+                logger.info("%s callback: code refused (%s)", kind, exc.error)
             refused = AuthenticationError(
                 "The provider refused the sign-in code. Please sign in again.",
                 code="code_rejected")
@@ -421,9 +439,6 @@ class Flows:
         except RenewalError as exc:
             logger.info("%s callback refused: %s", kind, exc.code)
             return self._callback_failed(kind, exc, return_to, done, as_json, loaded, iframe)
-        session = Session.from_token_response(
-            token, claims, int(now), previous=previous if kind == "silent" else None)
-        value = self.encode(session, now)
         logger.info("%s for %s: session %s", "login" if kind == "login" else "silent renewal",
                     session.sub, session.id)
         set_cookies = [*self.session_cookie.set_headers(value, present), *done]

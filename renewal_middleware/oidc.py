@@ -30,7 +30,8 @@ ASYMMETRIC_ALGORITHMS = frozenset({
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA",
 })
 DISCOVERY_TTL = 3600.0
-JWKS_TTL = 3600.0
+#: A removed key is trusted at most this long (unless an unknown kid triggers a refetch).
+JWKS_TTL = 600.0
 #: A JWKS refetch for an unknown ``kid`` happens at most this often.
 JWKS_REFETCH_INTERVAL = 30.0
 
@@ -81,6 +82,8 @@ class ProviderMetadata:
     revocation_endpoint: str | None
     userinfo_endpoint: str | None
     id_token_algorithms: frozenset[str]
+    #: RFC 9207: the provider puts ``iss`` in every authorization response.
+    iss_parameter_supported: bool
 
     @classmethod
     def parse(cls, doc: object, expected_issuer: str) -> ProviderMetadata:
@@ -104,6 +107,8 @@ class ProviderMetadata:
             revocation_endpoint=_optional_url(doc, "revocation_endpoint"),
             userinfo_endpoint=_optional_url(doc, "userinfo_endpoint"),
             id_token_algorithms=allowed or frozenset({"RS256"}),
+            iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported")
+            is True,
             **urls,
         )
 
@@ -123,6 +128,7 @@ class Provider:
         self._metadata_at = float("-inf")
         self._keys: KeySet | None = None
         self._keys_at = float("-inf")
+        self._refetched_at = float("-inf")
 
     @property
     def cached_metadata(self) -> ProviderMetadata | None:
@@ -142,7 +148,12 @@ class Provider:
 
     def keys(self, now: float, *, refetch: bool = False) -> Flow[KeySet]:
         stale = now - self._keys_at > JWKS_TTL
-        if self._keys is None or stale or (refetch and now - self._keys_at > JWKS_REFETCH_INTERVAL):
+        # Refetches for unknown kids are rate-limited among themselves only, so a key the
+        # provider starts using right after our last regular fetch is still found at once.
+        if refetch and now > self._keys_at and now - self._refetched_at > JWKS_REFETCH_INTERVAL:
+            self._refetched_at = now
+            stale = True
+        if self._keys is None or stale:
             meta = yield from self.metadata(now)
             doc = yield GetJSON(meta.jwks_uri)
             try:
@@ -226,7 +237,7 @@ class Provider:
         )
         try:
             claims.validate(now=int(now), leeway=self.settings.clock_skew_seconds)
-        except (JoseError, ValueError) as exc:
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
             raise _id_token_error(exc) from exc
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise AuthenticationError("ID token has no subject", code="invalid_id_token")

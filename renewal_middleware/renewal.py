@@ -135,7 +135,7 @@ class Backoff:
     def failed(self, key: str, now: float, retry_after: float | None = None) -> float:
         previous = self._state.get(key, now)
         attempts = (previous[0] if previous else 0) + 1
-        delay = min(self.cap, self.base * 2.0 ** (attempts - 1))
+        delay = min(self.cap, self.base * 2.0 ** min(attempts - 1, 32))
         delay = delay / 2 + self._rng() * delay / 2  # "equal jitter"
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.cap))

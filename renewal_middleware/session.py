@@ -44,10 +44,15 @@ class Session:
 
     @property
     def refresh_key(self) -> str | None:
-        """A hash of the refresh token: the key of single-flight and of the result cache."""
+        """The key of single-flight and of the result cache: a hash of the token pair.
+
+        The access token is part of it so that a provider that does not rotate
+        refresh tokens still gets a new refresh once the renewed token ages.
+        """
         if self.refresh_token is None:
             return None
-        return hashlib.sha256(self.refresh_token.encode()).hexdigest()
+        pair = f"{self.refresh_token}\x00{self.access_token}"
+        return hashlib.sha256(pair.encode()).hexdigest()
 
     def to_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -65,12 +70,12 @@ class Session:
     @classmethod
     def from_payload(cls, payload: object) -> Session | None:
         """Rebuild a session from a verified payload; ``None`` when its shape is wrong."""
-        if not isinstance(payload, dict) or payload.get("v") != 1:
+        if not isinstance(payload, dict) or type(payload.get("v")) is not int or payload["v"] != 1:
             return None
         sid, at, exp, iat, claims = (payload.get(k) for k in ("id", "at", "exp", "iat", "c"))
         rt, it, sc = payload.get("rt"), payload.get("it"), payload.get("sc", "")
         if not (isinstance(sid, str) and isinstance(at, str) and at
-                and isinstance(exp, int) and isinstance(iat, int) and isinstance(claims, dict)
+                and type(exp) is int and type(iat) is int and isinstance(claims, dict)
                 and isinstance(claims.get("sub"), str)
                 and (rt is None or (isinstance(rt, str) and rt))
                 and (it is None or isinstance(it, str)) and isinstance(sc, str)):
