@@ -1,48 +1,45 @@
-"""The ASGI middleware: reads requests, runs the flows, writes responses. No decisions here."""
+"""The ASGI middleware: reads requests, runs the core's flows, writes responses."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
+from types import GeneratorType
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .config import Settings
 from .errors import RenewalError
-from .flows import (
-    Flows,
-    Loaded,
-    NeedsRefresh,
-    NeedsSilentLogin,
-    Reply,
-    Serve,
-    error_reply,
-    is_navigation,
-    wants_json,
-)
-from .oidc import Flow
-from .renewal import AsyncRefreshCoordinator
-from .session import Session
+from .flows import Flows, RefreshNeeded, Reply, Serve
+from .oidc import Effect
+from .renewal import AsyncRefreshCoordinator, Outcome
 from .transport import AsyncTransport
 
-logger = logging.getLogger("renewal_middleware")
 
-Route = Callable[[Scope, Receive, Send], Awaitable[None]]
+class _ASGIRequest:
+    """A :class:`~renewal_middleware.flows.Request` over an ASGI scope."""
 
+    __slots__ = ("_scope", "method", "path", "query_string")
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query_string: str = scope.get("query_string", b"").decode("latin-1")
 
+    def header(self, name: str) -> str | None:
+        key = name.encode("latin-1")
+        for header, value in self._scope["headers"]:
+            if header == key:
+                return str(value.decode("latin-1"))
+        return None
 
-def _query(scope: Scope) -> dict[str, str]:
-    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                          keep_blank_values=True))
+    def target(self) -> str:
+        raw = self._scope.get("raw_path")
+        path = raw.decode("latin-1") if raw else quote(self.path)
+        return path + ("?" + self.query_string if self.query_string else "")
 
 
 class RenewalMiddleware:
@@ -63,13 +60,6 @@ class RenewalMiddleware:
         self.flows = Flows(self.settings, clock)
         self.transport = AsyncTransport(self.settings)
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
-        s = self.settings
-        self._routes: dict[str, tuple[frozenset[str], Route]] = {
-            s.login_path: (frozenset({"GET", "HEAD"}), self._login),
-            s.callback_path: (frozenset({"GET"}), self._callback),
-            s.silent_path: (frozenset({"GET"}), self._silent),
-            s.logout_path: (frozenset({"GET", "POST"}), self._logout),
-        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,78 +70,49 @@ class RenewalMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        route = self._routes.get(scope["path"])
-        if route is not None:
-            methods, handler = route
-            if scope["method"] not in methods:
-                allow = ", ".join(sorted(methods))
-                await _send_reply(send, Reply(405, [("allow", allow)], b"Method Not Allowed"))
-                return
-            await handler(scope, receive, send)
+        result = self.flows.handle(_ASGIRequest(scope), self.clock())
+        if type(result) is GeneratorType:
+            result = await self._run(result)
+        if isinstance(result, Reply):
+            await _send_reply(send, result)
             return
-
-        now = self.clock()
-        loaded = self.flows.load(_header(scope, b"cookie"), now)
-        navigation = lambda: is_navigation(  # noqa: E731
-            scope["method"], _header(scope, b"sec-fetch-mode"), _header(scope, b"accept"),
-            _header(scope, b"x-requested-with"))
-        decision = self.flows.decide(loaded, now, navigation, lambda: _original_url(scope))
-        if isinstance(decision, NeedsRefresh):
-            outcome = await self.coordinator.refresh(
-                decision.key, lambda: self.transport.run(self.flows.refresh(_session(loaded), now)))
-            decision = self.flows.after_refresh(loaded, outcome, decision.freshness, navigation)
-        elif isinstance(decision, NeedsSilentLogin):
-            decision = await self._reply(self.flows.silent_redirect(decision.return_to, now),
-                                         scope)
-        if isinstance(decision, Reply):
-            await _send_reply(send, decision)
-            return
-        assert isinstance(decision, Serve)
-        scope["user"], scope["auth"] = decision.user, decision.auth
-        if decision.set_cookies:
-            send = _adding_cookies(send, decision.set_cookies)
+        assert isinstance(result, Serve)
+        scope["user"], scope["auth"] = result.user, result.auth
+        if result.set_cookies:
+            send = _adding_cookies(send, result.set_cookies)
         await self.app(scope, receive, send)
+
+    async def _run(self, flow: Any) -> Any:
+        """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
+        value: Any = None
+        error: RenewalError | None = None
+        while True:
+            try:
+                effect: Effect | RefreshNeeded = (
+                    flow.throw(error) if error is not None else flow.send(value))
+            except StopIteration as stop:
+                return stop.value
+            try:
+                if isinstance(effect, RefreshNeeded):
+                    value = await self.coordinator.refresh(effect.key, self._refresher(effect))
+                else:
+                    value = await self.transport.perform(effect)
+                error = None
+            except RenewalError as exc:
+                value, error = None, exc
+
+    def _refresher(self, need: RefreshNeeded) -> Callable[[], Awaitable[Outcome]]:
+        return lambda: self._run(self.flows.refresh(need.session, need.now))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A handshake cannot carry Set-Cookie: attach a valid session, never renew here.
-        loaded = self.flows.load(_header(scope, b"cookie"), self.clock())
-        view = loaded.view
-        if view is not None and view.session.expires_at and view.session.expires_at <= self.clock():
+        now = self.clock()
+        view = self.flows.load(_ASGIRequest({**scope, "method": "GET"}).header("cookie"), now).view
+        if view is not None and view.session.expires_at and view.session.expires_at <= now:
             view = None
         serve = Serve(view)
         scope["user"], scope["auth"] = serve.user, serve.auth
         await self.app(scope, receive, send)
-
-    async def _reply(self, flow: Flow[Reply], scope: Scope) -> Reply:
-        try:
-            return await self.transport.run(flow)
-        except RenewalError as exc:
-            logger.warning("%s %s failed: %s", scope["method"], scope["path"], exc.message)
-            return error_reply(exc, wants_json(_header(scope, b"accept")))
-
-    async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_reply(send, await self._reply(self.flows.login(_query(scope), self.clock()),
-                                                  scope))
-
-    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._finish(scope, send, "login")
-
-    async def _silent(self, scope: Scope, receive: Receive, send: Send) -> None:
-        query = _query(scope)
-        if {"state", "code", "error"}.isdisjoint(query):
-            reply = await self._reply(self.flows.silent_start(query, self.clock()), scope)
-            await _send_reply(send, reply)
-        else:
-            await self._finish(scope, send, "silent")
-
-    async def _finish(self, scope: Scope, send: Send, kind: str) -> None:
-        flow = self.flows.callback(kind, _query(scope), _header(scope, b"cookie"),
-                                   _header(scope, b"accept"), self.clock())
-        await _send_reply(send, await self._reply(flow, scope))
-
-    async def _logout(self, scope: Scope, receive: Receive, send: Send) -> None:
-        flow = self.flows.logout(_header(scope, b"cookie"), self.clock())
-        await _send_reply(send, await self._reply(flow, scope))
 
     def _lifespan_send(self, send: Send) -> Send:
         async def lifespan_send(message: Message) -> None:
@@ -164,18 +125,6 @@ class RenewalMiddleware:
     async def aclose(self) -> None:
         """Close the pooled HTTP client (done at lifespan shutdown)."""
         await self.transport.aclose()
-
-
-def _session(loaded: Loaded) -> Session:
-    assert loaded.view is not None
-    return loaded.view.session
-
-
-def _original_url(scope: Scope) -> str:
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope["path"])
-    query = scope.get("query_string", b"")
-    return path + ("?" + query.decode("latin-1") if query else "")
 
 
 def _adding_cookies(send: Send, cookies: tuple[str, ...]) -> Send:

@@ -14,9 +14,9 @@ import html
 import json
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
@@ -30,7 +30,7 @@ from .errors import (
     RenewalError,
     TokenRequestRejected,
 )
-from .oidc import Flow, Provider
+from .oidc import Effect, Flow, Provider
 from .renewal import (
     Backoff,
     Ended,
@@ -125,6 +125,38 @@ class NeedsSilentLogin:
 Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
 
 
+class Request(Protocol):
+    """What the core reads of a request; each driver adapts its own (scope, environ)."""
+
+    method: str
+    path: str
+    query_string: str
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), or ``None``."""
+
+    def target(self) -> str:
+        """The path and query as the client sent them, to come back to after a redirect."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshNeeded:
+    """Yielded by :meth:`Flows.handle`: the driver runs :meth:`Flows.refresh` for ``session``
+    through its single-flight coordinator (on ``key``) and sends the outcome back."""
+
+    key: str
+    session: Session
+    now: float
+
+
+#: The flow of a whole request: provider effects, plus at most one coordinated refresh.
+RequestFlow = Generator["Effect | RefreshNeeded", Any, "Serve | Reply"]
+
+
+def parse_query(query_string: str) -> dict[str, str]:
+    return dict(parse_qsl(query_string, keep_blank_values=True))
+
+
 def is_navigation(method: str, sec_fetch_mode: str | None, accept: str | None,
                   requested_with: str | None) -> bool:
     """Whether a request is a top-level page load a redirect can be answered to."""
@@ -133,6 +165,11 @@ def is_navigation(method: str, sec_fetch_mode: str | None, accept: str | None,
     if sec_fetch_mode is not None:
         return sec_fetch_mode == "navigate"
     return accept is not None and "text/html" in accept
+
+
+def _is_navigation(request: Request) -> bool:
+    return is_navigation(request.method, request.header("sec-fetch-mode"),
+                         request.header("accept"), request.header("x-requested-with"))
 
 
 def wants_json(accept: str | None) -> bool:
@@ -210,6 +247,74 @@ class Flows:
         self.results = RefreshResults(settings.refresh_result_seconds)
         self.backoff = Backoff()
         self._decoded: TTLCache[str, SessionView] = TTLCache(_DECODED_CACHE_SIZE)
+        # A token with more than this left is fresh whatever its lifetime (see assess()).
+        self._always_fresh = settings.grace_seconds
+        self._routes: dict[str, tuple[frozenset[str], Callable[[Request, float], Flow[Reply]]]]
+        self._routes = {
+            settings.login_path: (frozenset({"GET", "HEAD"}), self._login_route),
+            settings.callback_path: (frozenset({"GET"}), self._callback_route),
+            settings.silent_path: (frozenset({"GET"}), self._silent_route),
+            settings.logout_path: (frozenset({"GET", "POST"}), self._logout_route),
+        }
+
+    # -- requests ------------------------------------------------------------------
+
+    def handle(self, request: Request, now: float) -> Serve | Reply | RequestFlow:
+        """What to do with ``request``: an answer, or a flow for the driver to run.
+
+        The common case (no session, or a fresh one) is answered at once, without
+        a generator; routes and renewals come back as a :data:`RequestFlow`.
+        """
+        route = self._routes.get(request.path)
+        if route is not None:
+            return self._route(request, now, *route)
+        loaded = self.load(request.header("cookie"), now)
+        if loaded.view is not None and loaded.view.session.expires_at > now + self._always_fresh:
+            return Serve(loaded.view)  # fast path: far from any renewal window
+        decision = self.decide(loaded, now, lambda: _is_navigation(request), request.target)
+        if isinstance(decision, (Serve, Reply)):
+            return decision
+        return self._renew(request, loaded, decision, now)
+
+    def _route(self, request: Request, now: float, methods: frozenset[str],
+               handler: Callable[[Request, float], Flow[Reply]]) -> Reply | RequestFlow:
+        if request.method not in methods:
+            return Reply(405, [("allow", ", ".join(sorted(methods)))], b"Method Not Allowed")
+        return self._answer(request, handler(request, now))
+
+    def _answer(self, request: Request, flow: Flow[Reply]) -> RequestFlow:
+        try:
+            return (yield from flow)
+        except RenewalError as exc:
+            logger.warning("%s %s failed: %s", request.method, request.path, exc.message)
+            return error_reply(exc, wants_json(request.header("accept")))
+
+    def _renew(self, request: Request, loaded: Loaded, decision: Decision,
+               now: float) -> RequestFlow:
+        if isinstance(decision, NeedsRefresh):
+            assert loaded.view is not None
+            outcome = yield RefreshNeeded(decision.key, loaded.view.session, now)
+            return self.after_refresh(loaded, outcome, decision.freshness,
+                                      lambda: _is_navigation(request))
+        assert isinstance(decision, NeedsSilentLogin)
+        return (yield from self._answer(request, self.silent_redirect(decision.return_to, now)))
+
+    def _login_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.login(parse_query(request.query_string), now)
+
+    def _callback_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.callback("login", parse_query(request.query_string), request.header("cookie"),
+                             request.header("accept"), now)
+
+    def _silent_route(self, request: Request, now: float) -> Flow[Reply]:
+        query = parse_query(request.query_string)
+        if {"state", "code", "error"}.isdisjoint(query):
+            return self.silent_start(query, now)
+        return self.callback("silent", query, request.header("cookie"), request.header("accept"),
+                             now)
+
+    def _logout_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.logout(request.header("cookie"), now)
 
     # -- sessions ------------------------------------------------------------------
 
@@ -266,7 +371,8 @@ class Flows:
             return self._unavailable(loaded, freshness, True)
         return self._unavailable(loaded, freshness, False)
 
-    def _unavailable(self, loaded: Loaded, freshness: Freshness, navigation: bool) -> Decision:
+    def _unavailable(self, loaded: Loaded, freshness: Freshness, navigation: bool
+                     ) -> Serve | Reply:
         if freshness is Freshness.RENEW:
             return Serve(loaded.view)  # still valid: serve it and try again later
         if navigation:
@@ -315,7 +421,7 @@ class Flows:
         return Renewed(renewed, value)
 
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,
-                      navigation: Callable[[], bool]) -> Decision:
+                      navigation: Callable[[], bool]) -> Serve | Reply:
         if isinstance(outcome, Renewed):
             view = self._decoded.get(outcome.cookie_value, self.clock())
             if view is None:

@@ -7,7 +7,7 @@ import email.utils
 import logging
 import time
 import warnings
-from typing import Any, TypeVar
+from typing import Any
 
 from authlib.integrations.base_client.errors import OAuthError
 
@@ -23,10 +23,9 @@ with warnings.catch_warnings():
 
 from .config import Settings
 from .errors import ProviderUnavailable, RenewalError, TokenRequestRejected
-from .oidc import Effect, Flow, GetJSON, TokenRequest, UserInfoRequest
+from .oidc import Effect, GetJSON, TokenRequest, UserInfoRequest
 
 logger = logging.getLogger("renewal_middleware")
-T = TypeVar("T")
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
@@ -91,24 +90,11 @@ def revocation_result(response: httpx.Response) -> None:
 
 
 class AsyncTransport:
-    """Runs flows on one pooled async client; concurrent GETs of one URL share a request."""
+    """Provider calls on one pooled async client; concurrent GETs of one URL share a request."""
 
     def __init__(self, settings: Settings) -> None:
         self.client = AsyncOAuth2Client(**client_options(settings))
         self._gets: dict[str, asyncio.Future[Any]] = {}
-
-    async def run(self, flow: Flow[T]) -> T:
-        value: Any = None
-        error: RenewalError | None = None
-        while True:
-            try:
-                effect = flow.throw(error) if error is not None else flow.send(value)
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                value, error = await self.perform(effect), None
-            except RenewalError as exc:
-                value, error = None, exc
 
     async def perform(self, effect: Effect) -> Any:
         try:
