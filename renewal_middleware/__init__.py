@@ -1,5 +1,6 @@
-"""OpenID Connect login and transparent access-token renewal for any ASGI app."""
+"""OpenID Connect login and transparent access-token renewal for ASGI and WSGI apps."""
 
+from .access import access_token, current_credentials, current_user, logged_in_user
 from .asgi import RenewalMiddleware
 from .config import Secret, Settings
 from .errors import (
@@ -11,6 +12,7 @@ from .errors import (
     TokenRequestRejected,
 )
 from .session import OIDCUser, Session, TokenCredentials
+from .wsgi import WSGIRenewalMiddleware
 
 __all__ = [
     "AuthenticationError",
@@ -25,5 +27,10 @@ __all__ = [
     "Settings",
     "TokenCredentials",
     "TokenRequestRejected",
+    "WSGIRenewalMiddleware",
+    "access_token",
+    "current_credentials",
+    "current_user",
+    "logged_in_user",
 ]
 __version__ = "0.1.0"

@@ -40,6 +40,8 @@ class SignedCodec:
 
     def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]) -> None:
         secrets = [k.reveal() for k in settings.secret_keys]
+        self._clock = clock
+        self._skew = settings.clock_skew_seconds
         extra: dict[str, Any] = {}
         if settings.encrypt_cookies:
             extra["serializer"] = EncryptedJSON(secrets, salt)
@@ -63,12 +65,19 @@ class SignedCodec:
             logger.info("refused a cookie: non-ASCII value")
             return None
         try:
-            payload, signed_at = self._serializer.loads(value, max_age=max_age,
-                                                        return_timestamp=True)
+            payload, signed_at = self._serializer.loads(value, return_timestamp=True)
         except (BadData, ValueError, UnicodeError) as exc:
             logger.info("refused a cookie: %s", type(exc).__name__)
             return None
-        return payload, int(signed_at.timestamp())
+        # Checked here, not by itsdangerous, which refuses any signature from the future:
+        # a cookie signed by another host whose clock runs a little ahead is still ours.
+        signed = int(signed_at.timestamp())
+        age = self._clock() - signed
+        if age > max_age or age < -self._skew:
+            logger.info("refused a cookie: signed %d s ago, outside [-%d, %d]",
+                        int(age), self._skew, max_age)
+            return None
+        return payload, signed
 
 
 class CookieWriter:

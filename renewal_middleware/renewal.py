@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import enum
 import random
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
@@ -70,29 +71,36 @@ Outcome = Renewed | Ended | Unavailable
 
 
 class TTLCache(Generic[K, V]):
-    """A bounded map whose entries expire; the oldest entry goes when it is full."""
+    """A bounded map whose entries expire; the oldest entry goes when it is full.
+
+    Safe to share between threads (the WSGI driver's): every compound update
+    holds a lock; a read of a live entry takes none.
+    """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: K, now: float) -> V | None:
         item = self._items.get(key)
         if item is None:
             return None
         if item[0] <= now:
-            del self._items[key]
+            self._items.pop(key, None)
             return None
         return item[1]
 
     def put(self, key: K, value: V, until: float) -> None:
-        self._items[key] = (until, value)
-        self._items.move_to_end(key)
-        while len(self._items) > self.maxsize:
-            self._items.popitem(last=False)
+        with self._lock:
+            self._items[key] = (until, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
 
     def pop(self, key: K) -> None:
-        self._items.pop(key, None)
+        with self._lock:
+            self._items.pop(key, None)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -175,3 +183,54 @@ class AsyncRefreshCoordinator:
             return outcome
         finally:
             del self._inflight[key]
+
+
+class _Flight:
+    __slots__ = ("done", "error", "outcome")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        self.error: BaseException | None = None
+
+
+class ThreadRefreshCoordinator:
+    """The threaded twin of :class:`AsyncRefreshCoordinator`, for WSGI servers with threads.
+
+    The first thread to ask for a key runs the refresh; the others wait on its
+    event (a lock per refresh token) and get the same outcome.
+    """
+
+    def __init__(self, results: RefreshResults, clock: Callable[[], float]) -> None:
+        self.results = results
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._inflight: dict[str, _Flight] = {}
+
+    def refresh(self, key: str, run: Callable[[], Outcome]) -> Outcome:
+        with self._lock:
+            cached = self.results.get(key, self._clock())
+            if cached is not None:
+                return cached
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._inflight[key] = _Flight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            assert flight.outcome is not None
+            return flight.outcome
+        try:
+            flight.outcome = run()
+            if isinstance(flight.outcome, (Renewed, Ended)):
+                self.results.put(key, flight.outcome, self._clock())
+            return flight.outcome
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._inflight[key]
+            flight.done.set()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from authlib.integrations.base_client.errors import OAuthError
@@ -19,7 +21,7 @@ except ImportError:
 with warnings.catch_warnings():
     # authlib deprecates its httpx fallback; httpx2 needs Python 3.11, and we support 3.10.
     warnings.filterwarnings("ignore", message="The httpx module is deprecated")
-    from authlib.integrations.httpx_client import AsyncOAuth2Client
+    from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2Client
 
 from .config import Settings
 from .errors import ProviderUnavailable, RenewalError, TokenRequestRejected
@@ -89,6 +91,34 @@ def revocation_result(response: httpx.Response) -> None:
         raise TokenRequestRejected(str(error or f"HTTP {response.status_code}"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """How one effect maps onto an authlib client method, shared by both clients."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    result: Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def call_for(effect: Effect) -> Call:
+    if isinstance(effect, GetJSON):
+        return Call("request", ("GET", effect.url), {"withhold_token": True}, json_body)
+    if isinstance(effect, TokenRequest):
+        return Call("fetch_token", (effect.url,), dict(effect.params), _same)
+    if isinstance(effect, UserInfoRequest):
+        headers = {"authorization": f"Bearer {effect.access_token}"}
+        return Call("request", ("GET", effect.url), {"withhold_token": True, "headers": headers},
+                    json_body)
+    return Call("revoke_token", (effect.url,),
+                {"token": effect.token, "token_type_hint": effect.token_type_hint},
+                revocation_result)
+
+
 class AsyncTransport:
     """Provider calls on one pooled async client; concurrent GETs of one URL share a request."""
 
@@ -97,33 +127,40 @@ class AsyncTransport:
         self._gets: dict[str, asyncio.Future[Any]] = {}
 
     async def perform(self, effect: Effect) -> Any:
+        if isinstance(effect, GetJSON):
+            return await self._shared_get(effect)
+        return await self._call(call_for(effect))
+
+    async def _call(self, call: Call) -> Any:
         try:
-            if isinstance(effect, GetJSON):
-                return await self._get_json(effect.url)
-            if isinstance(effect, TokenRequest):
-                return await self.client.fetch_token(effect.url, **effect.params)
-            if isinstance(effect, UserInfoRequest):
-                response = await self.client.request(
-                    "GET", effect.url, withhold_token=True,
-                    headers={"authorization": f"Bearer {effect.access_token}"})
-                return json_body(response)
-            response = await self.client.revoke_token(
-                effect.url, token=effect.token, token_type_hint=effect.token_type_hint)
-            return revocation_result(response)
+            return call.result(await getattr(self.client, call.method)(*call.args, **call.kwargs))
         except _EXPECTED as exc:
             raise provider_error(exc) from exc
 
-    async def _get_json(self, url: str) -> Any:
-        future = self._gets.get(url)
+    async def _shared_get(self, effect: GetJSON) -> Any:
+        future = self._gets.get(effect.url)
         if future is None:
-            future = asyncio.ensure_future(self._fetch(url))
-            self._gets[url] = future
-            future.add_done_callback(lambda _: self._gets.pop(url, None))
+            future = asyncio.ensure_future(self._call(call_for(effect)))
+            self._gets[effect.url] = future
+            future.add_done_callback(lambda _: self._gets.pop(effect.url, None))
         return await asyncio.shield(future)
-
-    async def _fetch(self, url: str) -> Any:
-        response = await self.client.request("GET", url, withhold_token=True)
-        return json_body(response)
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class SyncTransport:
+    """Provider calls on one pooled, thread-safe sync client (for the WSGI driver)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = OAuth2Client(**client_options(settings))
+
+    def perform(self, effect: Effect) -> Any:
+        call = call_for(effect)
+        try:
+            return call.result(getattr(self.client, call.method)(*call.args, **call.kwargs))
+        except _EXPECTED as exc:
+            raise provider_error(exc) from exc
+
+    def close(self) -> None:
+        self.client.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -13,9 +14,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from renewal_middleware import RenewalMiddleware
-from tests.integration.servers import FakeClock, serve
+from renewal_middleware import (
+    RenewalMiddleware,
+    TokenCredentials,
+    WSGIRenewalMiddleware,
+    access_token,
+    current_credentials,
+    current_user,
+    logged_in_user,
+)
+from tests.integration.servers import FakeClock, serve, serve_wsgi
 from tests.op.harness import CLIENT_ID, CLIENT_SECRET, Provider, free_port
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 SECRET = "integration-secret-key-0123456789abcdef"
 NAVIGATE = {"sec-fetch-mode": "navigate", "accept": "text/html"}
@@ -57,8 +69,45 @@ def make_app() -> Starlette:
     ])
 
 
+def make_wsgi_app() -> WSGIApplication:
+    """The same four routes as :func:`make_app`, as a bare WSGI app reading the environ."""
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        user, token = current_user(environ), access_token(environ)
+        path = environ["PATH_INFO"]
+
+        def answer(status: str, body: bytes, kind: str = "text/plain") -> list[bytes]:
+            start_response(status, [("content-type", kind)])
+            return [body]
+
+        if path == "/":
+            name = user.display_name if user.is_authenticated else "anonymous"
+            return answer("200 OK", f"hello {name}".encode())
+        if path == "/api/me":
+            logged_in = logged_in_user(environ)
+            if logged_in is None or token is None:
+                return answer("401 Unauthorized", b'{"error": "not_authenticated"}',
+                              "application/json")
+            credentials = current_credentials(environ)
+            assert isinstance(credentials, TokenCredentials)
+            body = json.dumps({"sub": logged_in.identity, "name": logged_in.display_name,
+                               "expires_at": credentials.expires_at, "access_token": token})
+            return answer("200 OK", body.encode(), "application/json")
+        if path == "/private":
+            if not user.is_authenticated:
+                return answer("403 Forbidden", b"Forbidden")
+            return answer("200 OK", b"secret page")
+        if path == "/stream":
+            start_response("200 OK", [("content-type", "text/plain")])
+            return iter([b"token=", (token or "").encode()])
+        return answer("404 Not Found", b"Not Found")
+
+    return app
+
+
 class Running:
-    def __init__(self, url: str, middleware: RenewalMiddleware, clock: FakeClock) -> None:
+    def __init__(self, url: str, middleware: RenewalMiddleware | WSGIRenewalMiddleware,
+                 clock: FakeClock) -> None:
         self.url, self.middleware, self.clock = url, middleware, clock
 
     def grace_window(self) -> None:
@@ -67,13 +116,20 @@ class Running:
 
 
 @contextmanager
-def running(provider: Provider, **options: Any) -> Iterator[Running]:
+def running(provider: Provider, driver: str = "asgi", **options: Any) -> Iterator[Running]:
+    """The test app behind the ASGI middleware (uvicorn) or the WSGI one (waitress, 8 threads)."""
     clock = FakeClock()
     port = free_port()
-    middleware = RenewalMiddleware(
-        make_app(), clock=clock, issuer=provider.issuer, client_id=CLIENT_ID,
-        client_secret=CLIENT_SECRET, secret_keys=[SECRET], base_url=f"http://127.0.0.1:{port}",
-        **options)
+    settings = dict(clock=clock, issuer=provider.issuer, client_id=CLIENT_ID,
+                    client_secret=CLIENT_SECRET, secret_keys=[SECRET],
+                    base_url=f"http://127.0.0.1:{port}", **options)
+    if driver == "wsgi":
+        wsgi = WSGIRenewalMiddleware(make_wsgi_app(), **settings)
+        with serve_wsgi(wsgi, port) as url:
+            yield Running(url, wsgi, clock)
+        wsgi.close()
+        return
+    middleware = RenewalMiddleware(make_app(), **settings)
     with serve(middleware, port) as url:
         yield Running(url, middleware, clock)
 

@@ -6,11 +6,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.types import ASGIApp
+from waitress import wasyncore
+from waitress.server import create_server
 
 from tests.op.harness import free_port
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 
 class FakeClock:
@@ -44,4 +50,29 @@ def serve(app: ASGIApp, port: int | None = None) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
+        thread.join(10)
+
+
+@contextmanager
+def serve_wsgi(app: WSGIApplication, port: int | None = None, threads: int = 8) -> Iterator[str]:
+    """Run a WSGI ``app`` under waitress with ``threads`` worker threads; yield its base URL."""
+    port = port or free_port()
+    server = create_server(app, host="127.0.0.1", port=port, threads=threads,
+                           connection_limit=1000)
+    stop = threading.Event()
+
+    def run() -> None:
+        # Poll in short steps and close from this thread: closing sockets under another
+        # thread's select() breaks it.
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(server._map)
+
+    thread = threading.Thread(target=run, name=f"waitress-{port}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop.set()
         thread.join(10)

@@ -1,4 +1,5 @@
-"""The ASGI middleware end to end: a Starlette app under uvicorn, the real oidc-provider."""
+"""Both drivers end to end against the real oidc-provider: the ASGI middleware in front of a
+Starlette app under uvicorn, and the WSGI middleware in front of a bare WSGI app under waitress."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from tests.integration.apps import NAVIGATE, Running, running, session_cookie
 from tests.op.harness import CLIENT_ID, CLIENT_SECRET, Provider, browse, login
 
 
+@pytest.fixture(params=["asgi", "wsgi"])
+def driver(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def app(provider: Provider) -> Iterator[Running]:
+def app(provider: Provider, driver: str) -> Iterator[Running]:
     provider.reset_stats()
-    with running(provider) as app:
+    with running(provider, driver) as app:
         yield app
 
 
@@ -240,9 +246,9 @@ async def test_logout_revokes_and_ends_the_session_at_the_provider(
 
 
 @pytest.fixture
-def app_without_refresh(provider: Provider) -> Iterator[Running]:
+def app_without_refresh(provider: Provider, driver: str) -> Iterator[Running]:
     provider.reset_stats()
-    with running(provider, scope="openid profile email") as app:
+    with running(provider, driver, scope="openid profile email") as app:
         yield app
 
 

@@ -32,10 +32,10 @@ FAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.fixture
-def app(provider: Provider) -> Iterator[Running]:
+@pytest.fixture(params=["asgi", "wsgi"])
+def app(provider: Provider, request: pytest.FixtureRequest) -> Iterator[Running]:
     provider.reset_stats()
-    with running(provider, http_timeout_seconds=TIMEOUT) as app:
+    with running(provider, request.param, http_timeout_seconds=TIMEOUT) as app:
         yield app
 
 

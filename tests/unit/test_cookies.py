@@ -112,6 +112,16 @@ def test_expiry_follows_the_fake_clock(clock: FakeClock, encrypt: bool) -> None:
     assert c.loads(value, max_age=100) is None
 
 
+def test_a_host_whose_clock_is_behind_accepts_within_the_skew(encrypt: bool) -> None:
+    """Two hosts, one 60 s behind the other (clock_skew_seconds=60 by default)."""
+    ahead, behind = FakeClock(T0 + 60), FakeClock(T0)
+    value = codec(ahead, KEY_A, encrypt=encrypt).dumps(PAYLOAD)
+    assert codec(behind, KEY_A, encrypt=encrypt).loads(value, max_age=100) == (
+        PAYLOAD, int(T0) + 60)
+    further_behind = FakeClock(T0 - 1)
+    assert codec(further_behind, KEY_A, encrypt=encrypt).loads(value, max_age=100) is None
+
+
 def test_session_cookie_expires_after_session_lifetime(clock: FakeClock) -> None:
     settings = make_settings(session_lifetime_seconds=3600)
     cookie = session_cookie(settings, clock)

@@ -1,0 +1,44 @@
+"""Reading the user and the access token from a request, whatever the framework.
+
+Both drivers attach the same two objects: the ASGI middleware as ``scope["user"]``
+and ``scope["auth"]`` (Starlette's ``request.user``/``request.auth``), the WSGI
+middleware as ``environ["renewal_middleware.user"]`` and ``...auth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.authentication import AuthCredentials, BaseUser
+
+from .flows import ANONYMOUS_AUTH, ANONYMOUS_USER
+from .session import OIDCUser, TokenCredentials
+
+USER_KEY = "renewal_middleware.user"
+AUTH_KEY = "renewal_middleware.auth"
+
+
+def current_user(carrier: Mapping[str, Any]) -> BaseUser:
+    """The user of an ASGI scope or a WSGI environ (anonymous when nobody is logged in)."""
+    user = carrier.get(USER_KEY) or carrier.get("user")
+    return user if isinstance(user, BaseUser) else ANONYMOUS_USER
+
+
+def current_credentials(carrier: Mapping[str, Any]) -> AuthCredentials:
+    """The credentials of an ASGI scope or a WSGI environ: :class:`TokenCredentials` when
+    logged in, empty ``AuthCredentials`` otherwise."""
+    auth = carrier.get(AUTH_KEY) or carrier.get("auth")
+    return auth if isinstance(auth, AuthCredentials) else ANONYMOUS_AUTH
+
+
+def logged_in_user(carrier: Mapping[str, Any]) -> OIDCUser | None:
+    """The logged-in user, or ``None``."""
+    user = current_user(carrier)
+    return user if isinstance(user, OIDCUser) else None
+
+
+def access_token(carrier: Mapping[str, Any]) -> str | None:
+    """The current (renewed, if it was due) access token, or ``None`` when anonymous."""
+    auth = current_credentials(carrier)
+    return auth.access_token if isinstance(auth, TokenCredentials) else None

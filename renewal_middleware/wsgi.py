@@ -1,0 +1,119 @@
+"""The WSGI driver: the same core as the ASGI middleware, on a sync client, for threads.
+
+    app.wsgi_app = WSGIRenewalMiddleware(app.wsgi_app, issuer=..., ...)   # Flask
+    application = WSGIRenewalMiddleware(get_wsgi_application(), ...)     # Django
+
+The app finds the user in ``environ["renewal_middleware.user"]`` and the access
+token in ``environ["renewal_middleware.auth"]`` (see :func:`renewal_middleware.current_user`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
+from types import GeneratorType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .access import AUTH_KEY, USER_KEY
+from .config import Settings
+from .errors import RenewalError
+from .flows import Flows, RefreshNeeded, Reply, Serve
+from .oidc import Effect
+from .renewal import Outcome, ThreadRefreshCoordinator
+from .transport import SyncTransport
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+
+class _WSGIRequest:
+    """A :class:`~renewal_middleware.flows.Request` over a WSGI environ."""
+
+    __slots__ = ("_environ", "method", "path", "query_string")
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self._environ = environ
+        self.method: str = environ.get("REQUEST_METHOD", "GET")
+        self.path: str = environ.get("PATH_INFO") or "/"
+        self.query_string: str = environ.get("QUERY_STRING", "")
+
+    def header(self, name: str) -> str | None:
+        value = self._environ.get("HTTP_" + name.upper().replace("-", "_"))
+        return None if value is None else str(value)
+
+    def target(self) -> str:
+        # PEP 3333: PATH_INFO is the decoded path as latin-1; quote it back for a Location.
+        raw = (self._environ.get("SCRIPT_NAME", "") + self.path).encode("latin-1")
+        path = quote(raw, safe="/;=,:@!$&'()*+~-._")
+        return path + ("?" + self.query_string if self.query_string else "")
+
+
+class WSGIRenewalMiddleware:
+    """:class:`~renewal_middleware.RenewalMiddleware` for WSGI apps (Flask, Django, ...).
+
+    Safe under threaded servers (gunicorn ``--threads``, waitress): concurrent
+    requests of one session make one refresh. Call :meth:`close` at shutdown.
+    """
+
+    def __init__(self, app: WSGIApplication, *, clock: Callable[[], float] = time.time,
+                 settings: Settings | None = None, **options: Any) -> None:
+        self.app = app
+        self.settings = settings if settings is not None else Settings.load(**options)
+        self.clock = clock
+        self.flows = Flows(self.settings, clock)
+        self.transport = SyncTransport(self.settings)
+        self.coordinator = ThreadRefreshCoordinator(self.flows.results, clock)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
+                 ) -> Iterable[bytes]:
+        result = self.flows.handle(_WSGIRequest(environ), self.clock())
+        if type(result) is GeneratorType:
+            result = self._run(result)
+        if isinstance(result, Reply):
+            headers = [*result.headers, ("content-length", str(len(result.body)))]
+            start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
+            return [result.body]
+        assert isinstance(result, Serve)
+        environ[USER_KEY], environ[AUTH_KEY] = result.user, result.auth
+        if result.set_cookies:
+            start_response = _adding_cookies(start_response, result.set_cookies)
+        return self.app(environ, start_response)
+
+    def _run(self, flow: Any) -> Any:
+        """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
+        value: Any = None
+        error: RenewalError | None = None
+        while True:
+            try:
+                effect: Effect | RefreshNeeded = (
+                    flow.throw(error) if error is not None else flow.send(value))
+            except StopIteration as stop:
+                return stop.value
+            try:
+                if isinstance(effect, RefreshNeeded):
+                    value = self.coordinator.refresh(effect.key, self._refresher(effect))
+                else:
+                    value = self.transport.perform(effect)
+                error = None
+            except RenewalError as exc:
+                value, error = None, exc
+
+    def _refresher(self, need: RefreshNeeded) -> Callable[[], Outcome]:
+        return lambda: self._run(self.flows.refresh(need.session, need.now))
+
+    def close(self) -> None:
+        """Close the pooled HTTP client."""
+        self.transport.close()
+
+
+def _adding_cookies(start_response: StartResponse, cookies: tuple[str, ...]) -> StartResponse:
+    extra = [("set-cookie", c) for c in cookies]
+
+    def start_with_cookies(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], object]:
+        return start_response(status, [*headers, *extra], exc_info)
+
+    return start_with_cookies
