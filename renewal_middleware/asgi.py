@@ -18,6 +18,15 @@ from .renewal import AsyncRefreshCoordinator, Outcome
 from .transport import AsyncTransport
 
 
+def _cookie(scope: Scope) -> str | None:
+    """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
+    found = None
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            found = value if found is None else found + b"; " + value
+    return None if found is None else str(found.decode("latin-1"))
+
+
 class _ASGIRequest:
     """A :class:`~renewal_middleware.flows.Request` over an ASGI scope."""
 
@@ -30,6 +39,8 @@ class _ASGIRequest:
         self.query_string: str = scope.get("query_string", b"").decode("latin-1")
 
     def header(self, name: str) -> str | None:
+        if name == "cookie":
+            return _cookie(self._scope)
         key = name.encode("latin-1")
         for header, value in self._scope["headers"]:
             if header == key:
@@ -70,9 +81,12 @@ class RenewalMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        result = self.flows.handle(_ASGIRequest(scope), self.clock())
-        if type(result) is GeneratorType:
-            result = await self._run(result)
+        now = self.clock()
+        result: Any = self.flows.pass_through(scope["path"], _cookie(scope), now)
+        if result is None:
+            result = self.flows.handle(_ASGIRequest(scope), now)
+            if type(result) is GeneratorType:
+                result = await self._run(result)
         if isinstance(result, Reply):
             await _send_reply(send, result)
             return

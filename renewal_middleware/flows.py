@@ -68,18 +68,25 @@ class Reply:
     body: bytes = b""
 
 
-@dataclasses.dataclass(frozen=True)
 class SessionView:
     """A verified session with what the app sees of it, built once per cookie value."""
 
-    session: Session
-    user: OIDCUser
-    auth: TokenCredentials
-    signed_at: int
+    __slots__ = ("auth", "serve", "session", "signed_at", "user")
+
+    def __init__(self, session: Session, signed_at: int) -> None:
+        self.session = session
+        self.signed_at = signed_at
+        self.user = OIDCUser(session.claims)
+        self.auth = TokenCredentials(session)
+        #: The pass-through decision for this session, built once.
+        self.serve = Serve(self)
 
     @classmethod
     def of(cls, session: Session, signed_at: int) -> SessionView:
-        return cls(session, OIDCUser(session.claims), TokenCredentials(session), signed_at)
+        return cls(session, signed_at)
+
+    def __repr__(self) -> str:
+        return f"SessionView(session={self.session!r}, signed_at={self.signed_at})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,20 +98,26 @@ class Loaded:
     invalid: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class Serve:
     """Call the app with this session (or anonymously) and add these Set-Cookie values."""
 
-    view: SessionView | None
-    set_cookies: tuple[str, ...] = ()
+    __slots__ = ("auth", "set_cookies", "user", "view")
 
-    @property
-    def user(self) -> BaseUser:
-        return self.view.user if self.view else ANONYMOUS_USER
+    def __init__(self, view: SessionView | None, set_cookies: tuple[str, ...] = ()) -> None:
+        self.view = view
+        self.set_cookies = set_cookies
+        # Plain attributes: the drivers read them on every request.
+        self.user: BaseUser = view.user if view else ANONYMOUS_USER
+        self.auth: AuthCredentials = view.auth if view else ANONYMOUS_AUTH
 
-    @property
-    def auth(self) -> AuthCredentials:
-        return self.view.auth if self.view else ANONYMOUS_AUTH
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Serve) and other.view is self.view
+                and other.set_cookies == self.set_cookies)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Serve(user={self.user!r}, set_cookies={len(self.set_cookies)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +136,8 @@ class NeedsSilentLogin:
 
 
 Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
+_ANONYMOUS = Serve(None)
+_NOTHING = Loaded(None, ())
 
 
 class Request(Protocol):
@@ -247,6 +262,9 @@ class Flows:
         self.results = RefreshResults(settings.refresh_result_seconds)
         self.backoff = Backoff()
         self._decoded: TTLCache[str, SessionView] = TTLCache(_DECODED_CACHE_SIZE)
+        # The same for whole Cookie headers, so a repeated header is not even parsed.
+        self._by_header: TTLCache[str, SessionView] = TTLCache(_DECODED_CACHE_SIZE)
+        self._max_age = settings.session_lifetime_seconds
         # A token with more than this left is fresh whatever its lifetime (see assess()).
         self._always_fresh = settings.grace_seconds
         self._routes: dict[str, tuple[frozenset[str], Callable[[Request, float], Flow[Reply]]]]
@@ -259,6 +277,21 @@ class Flows:
 
     # -- requests ------------------------------------------------------------------
 
+    def pass_through(self, path: str, cookie: str | None, now: float) -> Serve | None:
+        """The answer for the common case, or ``None`` when :meth:`handle` must decide.
+
+        Costs a dict lookup or two: no route, and either no cookie or a Cookie header
+        seen before whose session is far from any renewal window.
+        """
+        if path in self._routes:
+            return None
+        if cookie is None:
+            return _ANONYMOUS
+        known = self._by_header.get(cookie, now)
+        if known is not None and known.session.expires_at > now + self._always_fresh:
+            return known.serve
+        return None
+
     def handle(self, request: Request, now: float) -> Serve | Reply | RequestFlow:
         """What to do with ``request``: an answer, or a flow for the driver to run.
 
@@ -268,9 +301,18 @@ class Flows:
         route = self._routes.get(request.path)
         if route is not None:
             return self._route(request, now, *route)
-        loaded = self.load(request.header("cookie"), now)
-        if loaded.view is not None and loaded.view.session.expires_at > now + self._always_fresh:
-            return Serve(loaded.view)  # fast path: far from any renewal window
+        cookie = request.header("cookie")
+        if cookie is None:
+            return _ANONYMOUS
+        # Fast path: a Cookie header seen before, its session far from any renewal window.
+        known = self._by_header.get(cookie, now)
+        if known is not None and known.session.expires_at > now + self._always_fresh:
+            return known.serve
+        loaded = self.load(cookie, now)
+        if loaded.view is not None:
+            self._by_header.put(cookie, loaded.view, loaded.view.signed_at + self._max_age)
+            if loaded.view.session.expires_at > now + self._always_fresh:
+                return loaded.view.serve
         decision = self.decide(loaded, now, lambda: _is_navigation(request), request.target)
         if isinstance(decision, (Serve, Reply)):
             return decision
@@ -321,7 +363,7 @@ class Flows:
     def load(self, cookie_header: str | None, now: float) -> Loaded:
         """The session the request's cookies hold, verified once per distinct value."""
         if not cookie_header or self.session_cookie.name not in cookie_header:
-            return Loaded(None, ())
+            return _NOTHING
         raw, present = self.session_cookie.read(cookie_parser(cookie_header))
         if raw is None:
             return Loaded(None, present, invalid=bool(present))
@@ -340,7 +382,7 @@ class Flows:
 
     def _remember(self, raw: str, view: SessionView) -> None:
         # Cached until the signature itself would be too old to accept.
-        self._decoded.put(raw, view, view.signed_at + self.session_cookie.max_age)
+        self._decoded.put(raw, view, view.signed_at + self._max_age)
 
     def encode(self, session: Session, now: float) -> str:
         value = self.session_cookie.encode(session.to_payload())
@@ -352,8 +394,9 @@ class Flows:
         """What to do with an ordinary request of the app."""
         view = loaded.view
         if view is None:
-            clear = self.session_cookie.clear_headers(loaded.present) if loaded.invalid else []
-            return Serve(None, tuple(clear))
+            if not loaded.invalid:
+                return _ANONYMOUS
+            return Serve(None, tuple(self.session_cookie.clear_headers(loaded.present)))
         freshness = assess(view.session, now, self.settings.grace_seconds)
         if freshness is Freshness.FRESH:
             return Serve(view)

@@ -84,12 +84,11 @@ class TTLCache(Generic[K, V]):
 
     def get(self, key: K, now: float) -> V | None:
         item = self._items.get(key)
-        if item is None:
-            return None
-        if item[0] <= now:
+        if item is not None and item[0] > now:
+            return item[1]
+        if item is not None:
             self._items.pop(key, None)
-            return None
-        return item[1]
+        return None
 
     def put(self, key: K, value: V, until: float) -> None:
         with self._lock:

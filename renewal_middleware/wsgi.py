@@ -69,9 +69,13 @@ class WSGIRenewalMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
                  ) -> Iterable[bytes]:
-        result = self.flows.handle(_WSGIRequest(environ), self.clock())
-        if type(result) is GeneratorType:
-            result = self._run(result)
+        now = self.clock()
+        result: Any = self.flows.pass_through(environ.get("PATH_INFO") or "/",
+                                              environ.get("HTTP_COOKIE"), now)
+        if result is None:
+            result = self.flows.handle(_WSGIRequest(environ), now)
+            if type(result) is GeneratorType:
+                result = self._run(result)
         if isinstance(result, Reply):
             headers = [*result.headers, ("content-length", str(len(result.body)))]
             start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
