@@ -1,8 +1,9 @@
 """Reading the user and the access token from a request, whatever the framework.
 
-Both drivers attach the same two objects: the ASGI middleware as ``scope["user"]``
-and ``scope["auth"]`` (Starlette's ``request.user``/``request.auth``), the WSGI
-middleware as ``environ["renewal_middleware.user"]`` and ``...auth``.
+Both drivers attach the same two objects under ``renewal_middleware.user`` and
+``renewal_middleware.auth`` (in the ASGI scope also as ``user`` and ``auth``,
+Starlette's ``request.user``/``request.auth``), and their settings under
+``renewal_middleware.settings``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,20 @@ from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser
 
+from .config import Settings
 from .flows import ANONYMOUS_AUTH, ANONYMOUS_USER
 from .session import OIDCUser, TokenCredentials
 
 USER_KEY = "renewal_middleware.user"
 AUTH_KEY = "renewal_middleware.auth"
+#: The middleware's :class:`~renewal_middleware.config.Settings` (login path and the like).
+SETTINGS_KEY = "renewal_middleware.settings"
+
+
+def middleware_settings(carrier: Mapping[str, Any]) -> Settings | None:
+    """The settings of the middleware that handled this request (``None`` outside one)."""
+    settings = carrier.get(SETTINGS_KEY)
+    return settings if isinstance(settings, Settings) else None
 
 
 def current_user(carrier: Mapping[str, Any]) -> BaseUser:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
 from .config import Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
@@ -75,7 +76,7 @@ class RenewalMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
-                await self.app(scope, receive, self._lifespan_send(send))
+                await self._lifespan(scope, receive, send)
             elif scope["type"] == "websocket":
                 await self._websocket(scope, receive, send)
             else:
@@ -91,7 +92,10 @@ class RenewalMiddleware:
             await _send_reply(send, result)
             return
         assert isinstance(result, Serve)
-        scope["user"], scope["auth"] = result.user, result.auth
+        # Starlette's keys, and namespaced ones that an inner auth middleware cannot overwrite.
+        scope["user"] = scope[USER_KEY] = result.user
+        scope["auth"] = scope[AUTH_KEY] = result.auth
+        scope[SETTINGS_KEY] = self.settings
         if result.set_cookies:
             send = _adding_cookies(send, result.set_cookies)
         await self.app(scope, receive, send)
@@ -125,16 +129,46 @@ class RenewalMiddleware:
         if view is not None and view.session.expires_at and view.session.expires_at <= now:
             view = None
         serve = Serve(view)
-        scope["user"], scope["auth"] = serve.user, serve.auth
+        scope["user"] = scope[USER_KEY] = serve.user
+        scope["auth"] = scope[AUTH_KEY] = serve.auth
+        scope[SETTINGS_KEY] = self.settings
         await self.app(scope, receive, send)
 
-    def _lifespan_send(self, send: Send) -> Send:
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass lifespan to the app, closing the client at shutdown; speak it alone for apps
+        that refuse it (Django's ASGI handler raises), so the client is still closed."""
+        sent = False
+        startup_received = False
+
+        async def lifespan_receive() -> Message:
+            nonlocal startup_received
+            message = await receive()
+            startup_received = startup_received or message["type"] == "lifespan.startup"
+            return message
+
         async def lifespan_send(message: Message) -> None:
+            nonlocal sent
+            sent = True
             if message["type"] == "lifespan.shutdown.complete":
                 await self.aclose()
             await send(message)
 
-        return lifespan_send
+        try:
+            await self.app(scope, lifespan_receive, lifespan_send)
+            return
+        except Exception:
+            if sent:
+                raise
+        # The app does not do lifespan: answer it for the middleware's own sake.
+        while True:
+            message = await receive() if not startup_received else {"type": "lifespan.startup"}
+            startup_received = False
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def aclose(self) -> None:
         """Close the pooled HTTP client (done at lifespan shutdown)."""

@@ -16,7 +16,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .access import AUTH_KEY, USER_KEY
+from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
 from .config import Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
@@ -82,6 +82,7 @@ class WSGIRenewalMiddleware:
             return [result.body]
         assert isinstance(result, Serve)
         environ[USER_KEY], environ[AUTH_KEY] = result.user, result.auth
+        environ[SETTINGS_KEY] = self.settings
         if result.set_cookies:
             start_response = _adding_cookies(start_response, result.set_cookies)
         return self.app(environ, start_response)
