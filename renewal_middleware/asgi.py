@@ -5,19 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from types import GeneratorType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
-from .config import Settings
+from .config import Options, Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
 from .oidc import Effect
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .transport import AsyncTransport
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 def _cookie(scope: Scope) -> str | None:
     """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
@@ -65,7 +67,7 @@ class RenewalMiddleware:
     """
 
     def __init__(self, app: ASGIApp, *, clock: Callable[[], float] = time.time,
-                 settings: Settings | None = None, **options: Any) -> None:
+                 settings: Settings | None = None, **options: Unpack[Options]) -> None:
         self.app = app
         self.settings = settings if settings is not None else Settings.load(**options)
         self.clock = clock

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, TypedDict, get_args
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
@@ -36,6 +36,37 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+class Options(TypedDict, total=False):
+    """The keyword arguments of the middlewares: every setting, each optional (the
+    environment may give it), so type checkers catch a misspelt or mistyped one."""
+
+    issuer: str
+    client_id: str
+    client_secret: str | Secret
+    secret_keys: str | Sequence[str | Secret]
+    base_url: str
+    scope: str
+    audience: str | None
+    grace_seconds: int | str
+    login_path: str
+    callback_path: str
+    silent_path: str
+    logout_path: str
+    post_logout_path: str
+    login_prompt: str
+    token_endpoint_auth_method: TokenEndpointAuthMethod
+    encrypt_cookies: bool | str
+    cookie_name: str
+    cookie_samesite: SameSite
+    cookie_domain: str | None
+    cookie_path: str
+    session_lifetime_seconds: int | str
+    login_timeout_seconds: int | str
+    http_timeout_seconds: float | str
+    clock_skew_seconds: int | str
+    refresh_result_seconds: int | str
 
 
 def _env_name(field: str) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
-from .config import Settings
+from .config import Options, Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
 from .oidc import Effect
@@ -26,6 +26,7 @@ from .transport import SyncTransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
 
 
 
@@ -59,7 +60,7 @@ class WSGIRenewalMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, *, clock: Callable[[], float] = time.time,
-                 settings: Settings | None = None, **options: Any) -> None:
+                 settings: Settings | None = None, **options: Unpack[Options]) -> None:
         self.app = app
         self.settings = settings if settings is not None else Settings.load(**options)
         self.clock = clock

@@ -250,3 +250,11 @@ def test_encrypt_cookies_defaults_on_and_refuses_garbage() -> None:
     assert load(encrypt_cookies=False).encrypt_cookies is False
     with pytest.raises(ConfigurationError, match="RENEWAL_ENCRYPT_COOKIES"):
         Settings.load(environ={**ENV, "RENEWAL_ENCRYPT_COOKIES": "maybe"})
+
+
+def test_the_typed_keyword_arguments_name_every_setting() -> None:
+    import dataclasses
+
+    from renewal_middleware.config import Options
+
+    assert set(Options.__annotations__) == {f.name for f in dataclasses.fields(Settings)}
