@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Generator, Mapping
 from typing import Any, TypeVar
 
@@ -226,6 +227,11 @@ class Provider:
                 raise _id_token_error(exc) from exc
         except (JoseError, ValueError) as exc:
             raise _id_token_error(exc) from exc
+        for name in _TIME_CLAIMS:
+            # joserfc < 1.8 (what Python 3.10 gets) lets NaN through: an exp that never passes.
+            if name in token.claims and not _is_numeric_date(token.claims[name]):
+                raise AuthenticationError(f"ID token refused: '{name}' is not a NumericDate",
+                                          code="invalid_id_token")
         claims = CodeIDToken(
             token.claims, token.header,
             options={
@@ -244,6 +250,15 @@ class Provider:
         if expected_sub is not None and claims["sub"] != expected_sub:
             raise AuthenticationError("ID token names another user", code="subject_changed")
         return dict(claims)
+
+
+_TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")
+
+
+def _is_numeric_date(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _check_token_response(token: object) -> dict[str, Any]:
