@@ -7,8 +7,10 @@ also encrypted unless ``encrypt_cookies`` is off (see :mod:`renewal_middleware.c
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +27,15 @@ COOKIE_SIZE_LIMIT = 4096
 #: A request never carries more session chunks than this; more is garbage.
 MAX_CHUNKS = 10
 _EXPIRED = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+_SIG_LEN = 43  # an HMAC-SHA256 in unpadded base64url
+_CANONICAL = re.compile(r"\.?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{" + str(_SIG_LEN) + "}")
+
+
+def _canonical_signature(signature: str) -> bool:
+    raw = base64.urlsafe_b64decode(signature + "=")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == signature
 
 
 def _signer_with_clock(clock: Callable[[], float]) -> type[TimestampSigner]:
@@ -60,9 +71,11 @@ class SignedCodec:
 
     def loads(self, value: str, max_age: int) -> tuple[Any, int] | None:
         """The payload and its signing time, or ``None`` when the value is not ours or too old."""
-        if not value.isascii():
-            # itsdangerous skips non-ASCII characters when decoding; a cookie value has none.
-            logger.info("refused a cookie: non-ASCII value")
+        if not _CANONICAL.fullmatch(value) or not _canonical_signature(value[-_SIG_LEN:]):
+            # itsdangerous decodes leniently (it skips stray characters and the unused bits of
+            # the last base64 one): accept only the one form we write, so that one session has
+            # one cookie value.
+            logger.info("refused a cookie: not in canonical form")
             return None
         try:
             payload, signed_at = self._serializer.loads(value, return_timestamp=True)

@@ -133,6 +133,7 @@ class NeedsSilentLogin:
     """Answer with :meth:`Flows.silent_redirect`: a prompt=none round trip through the OP."""
 
     return_to: str
+    freshness: Freshness
 
 
 Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
@@ -338,8 +339,15 @@ class Flows:
             outcome = yield RefreshNeeded(decision.key, loaded.view.session, now)
             return self.after_refresh(loaded, outcome, decision.freshness,
                                       lambda: _is_navigation(request))
-        assert isinstance(decision, NeedsSilentLogin)
-        return (yield from self._answer(request, self.silent_redirect(decision.return_to, now)))
+        assert isinstance(decision, NeedsSilentLogin) and loaded.view is not None
+        try:
+            return (yield from self.silent_redirect(decision.return_to, now))
+        except ProviderUnavailable as exc:
+            # Like a failed refresh: serve what is still valid, and don't retry at once.
+            until = self.backoff.failed(loaded.view.session.id, self.clock(), exc.retry_after)
+            logger.warning("silent renewal not started, retrying after %.1fs: %s",
+                           until - self.clock(), exc.message)
+            return self._unavailable(loaded, decision.freshness, True)
 
     def _login_route(self, request: Request, now: float) -> Flow[Reply]:
         return self.login(parse_query(request.query_string), now)
@@ -410,7 +418,7 @@ class Flows:
         # No refresh token: only a page load can renew, through prompt=none.
         if navigation():
             if self.backoff.retry_at(session.id, now) is None:
-                return NeedsSilentLogin(return_to())
+                return NeedsSilentLogin(return_to(), freshness)
             return self._unavailable(loaded, freshness, True)
         return self._unavailable(loaded, freshness, False)
 

@@ -545,9 +545,9 @@ def test_no_refresh_token_and_navigation_means_silent_login(
         flows: Flows, clock: FakeClock) -> None:
     session = make_session(refresh_token=None)
     clock.now = session.expires_at - 30
-    assert decide(flows, session, nav) == NeedsSilentLogin("/page?x=1")
+    assert decide(flows, session, nav) == NeedsSilentLogin("/page?x=1", Freshness.RENEW)
     clock.now = session.expires_at + 30
-    assert decide(flows, session, nav) == NeedsSilentLogin("/page?x=1")
+    assert decide(flows, session, nav) == NeedsSilentLogin("/page?x=1", Freshness.EXPIRED)
 
 
 def test_no_refresh_token_api_in_grace_is_served(flows: Flows, clock: FakeClock) -> None:
