@@ -21,13 +21,13 @@ from .transport import AsyncTransport
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-def _cookie(scope: Scope) -> str | None:
+def _raw_cookie(scope: Scope) -> bytes | None:
     """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
-    found = None
+    found: bytes | None = None
     for key, value in scope["headers"]:
         if key == b"cookie":
             found = value if found is None else found + b"; " + value
-    return None if found is None else str(found.decode("latin-1"))
+    return found
 
 
 class _ASGIRequest:
@@ -43,7 +43,8 @@ class _ASGIRequest:
 
     def header(self, name: str) -> str | None:
         if name == "cookie":
-            return _cookie(self._scope)
+            raw = _raw_cookie(self._scope)
+            return None if raw is None else raw.decode("latin-1")
         key = name.encode("latin-1")
         for header, value in self._scope["headers"]:
             if header == key:
@@ -85,15 +86,15 @@ class RenewalMiddleware:
                 await self.app(scope, receive, send)
             return
         now = self.clock()
-        result: Any = self.flows.pass_through(scope["path"], _cookie(scope), now)
+        cookie = _raw_cookie(scope)
+        result: Any = self.flows.pass_through(scope["path"], cookie, now)
         if result is None:
-            result = self.flows.handle(_ASGIRequest(scope), now)
+            result = self.flows.handle(_ASGIRequest(scope), now, cookie)
             if type(result) is GeneratorType:
                 result = await self._run(result)
-        if isinstance(result, Reply):
+        if type(result) is not Serve:
             await _send_reply(send, result)
             return
-        assert isinstance(result, Serve)
         # Starlette's keys, and namespaced ones that an inner auth middleware cannot overwrite.
         scope["user"] = scope[USER_KEY] = result.user
         scope["auth"] = scope[AUTH_KEY] = result.auth

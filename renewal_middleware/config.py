@@ -67,6 +67,7 @@ class Options(TypedDict, total=False):
     http_timeout_seconds: float | str
     clock_skew_seconds: int | str
     refresh_result_seconds: int | str
+    session_cache_size: int | str
 
 
 def _env_name(field: str) -> str:
@@ -112,6 +113,9 @@ class Settings:
     clock_skew_seconds: int = 60
     #: How long a refresh result is kept for requests that still carry the pre-rotation cookie.
     refresh_result_seconds: int = 60
+    #: How many verified sessions are remembered (about 6 KB each); more active sessions
+    #: than this cost a signature check and a decryption per request.
+    session_cache_size: int = 4096
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -205,7 +209,7 @@ class Settings:
                      "refresh_result_seconds"):
             if getattr(self, name) < 0:
                 _fail(name, "must not be negative")
-        for name in ("session_lifetime_seconds", "http_timeout_seconds"):
+        for name in ("session_lifetime_seconds", "http_timeout_seconds", "session_cache_size"):
             if getattr(self, name) <= 0:
                 _fail(name, "must be positive")
         if not self.cookie_name or not self.cookie_name.replace("_", "").replace("-", "").isalnum():
@@ -302,6 +306,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "login_timeout_seconds": _as_int,
     "clock_skew_seconds": _as_int,
     "refresh_result_seconds": _as_int,
+    "session_cache_size": _as_int,
     "http_timeout_seconds": _as_float,
     "cookie_samesite": _choice(*get_args(SameSite)),
     "token_endpoint_auth_method": _choice(*get_args(TokenEndpointAuthMethod)),

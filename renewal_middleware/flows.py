@@ -52,7 +52,9 @@ SILENT_LOGIN_ERRORS = frozenset({
 })
 ANONYMOUS_USER: BaseUser = UnauthenticatedUser()
 ANONYMOUS_AUTH = AuthCredentials()
-_DECODED_CACHE_SIZE = 2048
+#: Cookie headers are found by their last bytes (where the session's signature usually
+#: is), then compared whole: hashing a short key is what makes the lookup cheap.
+_HEADER_KEY_LENGTH = 64
 #: Past this many pending login transactions, finishing one clears the others.
 MAX_PENDING_LOGINS = 8
 
@@ -137,6 +139,8 @@ class NeedsSilentLogin:
 
 
 Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
+#: A Cookie header as a driver has it: bytes from an ASGI scope, str from a WSGI environ.
+RawCookie = str | bytes
 _ANONYMOUS = Serve(None)
 _NOTHING = Loaded(None, ())
 
@@ -181,6 +185,10 @@ def is_navigation(method: str, sec_fetch_mode: str | None, accept: str | None,
     if sec_fetch_mode is not None:
         return sec_fetch_mode == "navigate"
     return accept is not None and "text/html" in accept
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.blake2b(value.encode("latin-1", "replace"), digest_size=16).digest()
 
 
 def _is_navigation(request: Request) -> bool:
@@ -262,9 +270,11 @@ class Flows:
         self.tx_prefix = settings.cookie_name + "_tx_"
         self.results = RefreshResults(settings.refresh_result_seconds)
         self.backoff = Backoff()
-        self._decoded: TTLCache[str, SessionView] = TTLCache(_DECODED_CACHE_SIZE)
+        # Verified sessions by a digest of their cookie value: each is decoded once.
+        self._decoded: TTLCache[bytes, SessionView] = TTLCache(settings.session_cache_size)
         # The same for whole Cookie headers, so a repeated header is not even parsed.
-        self._by_header: TTLCache[str, SessionView] = TTLCache(_DECODED_CACHE_SIZE)
+        self._by_header: TTLCache[RawCookie, tuple[RawCookie, SessionView]] = TTLCache(
+            settings.session_cache_size)
         self._max_age = settings.session_lifetime_seconds
         # A token with more than this left is fresh whatever its lifetime (see assess()).
         self._always_fresh = settings.grace_seconds
@@ -278,26 +288,30 @@ class Flows:
 
     # -- requests ------------------------------------------------------------------
 
-    def pass_through(self, path: str, cookie: str | None, now: float) -> Serve | None:
+    def pass_through(self, path: str, cookie: RawCookie | None, now: float) -> Serve | None:
         """The answer for the common case, or ``None`` when :meth:`handle` must decide.
 
-        Costs a dict lookup or two: no route, and either no cookie or a Cookie header
-        seen before whose session is far from any renewal window.
+        ``cookie`` is the raw Cookie header as the driver has it (bytes or str, never
+        decoded here). Costs a dict lookup: no route, and either no cookie or a Cookie
+        header seen before whose session is far from any renewal window.
         """
         if path in self._routes:
             return None
         if cookie is None:
             return _ANONYMOUS
-        known = self._by_header.get(cookie, now)
-        if known is not None and known.session.expires_at > now + self._always_fresh:
-            return known.serve
+        known = self._by_header.get(cookie[-_HEADER_KEY_LENGTH:], now)
+        if (known is not None and known[0] == cookie
+                and known[1].session.expires_at > now + self._always_fresh):
+            return known[1].serve
         return None
 
-    def handle(self, request: Request, now: float) -> Serve | Reply | RequestFlow:
+    def handle(self, request: Request, now: float, raw_cookie: RawCookie | None = None
+               ) -> Serve | Reply | RequestFlow:
         """What to do with ``request``: an answer, or a flow for the driver to run.
 
         The common case (no session, or a fresh one) is answered at once, without
         a generator; routes and renewals come back as a :data:`RequestFlow`.
+        ``raw_cookie`` is what the driver gives :meth:`pass_through`, to remember.
         """
         route = self._routes.get(request.path)
         if route is not None:
@@ -305,13 +319,11 @@ class Flows:
         cookie = request.header("cookie")
         if cookie is None:
             return _ANONYMOUS
-        # Fast path: a Cookie header seen before, its session far from any renewal window.
-        known = self._by_header.get(cookie, now)
-        if known is not None and known.session.expires_at > now + self._always_fresh:
-            return known.serve
         loaded = self.load(cookie, now)
         if loaded.view is not None:
-            self._by_header.put(cookie, loaded.view, loaded.view.signed_at + self._max_age)
+            raw = cookie if raw_cookie is None else raw_cookie
+            self._by_header.put(raw[-_HEADER_KEY_LENGTH:], (raw, loaded.view),
+                                loaded.view.signed_at + self._max_age)
             if loaded.view.session.expires_at > now + self._always_fresh:
                 return loaded.view.serve
         decision = self.decide(loaded, now, lambda: _is_navigation(request), request.target)
@@ -375,7 +387,7 @@ class Flows:
         raw, present = self.session_cookie.read(cookie_parser(cookie_header))
         if raw is None:
             return Loaded(None, present, invalid=bool(present))
-        view = self._decoded.get(raw, now)
+        view = self._decoded.get(_digest(raw), now)
         if view is not None:
             return Loaded(view, present)
         decoded = self.session_cookie.decode(raw)
@@ -390,7 +402,7 @@ class Flows:
 
     def _remember(self, raw: str, view: SessionView) -> None:
         # Cached until the signature itself would be too old to accept.
-        self._decoded.put(raw, view, view.signed_at + self._max_age)
+        self._decoded.put(_digest(raw), view, view.signed_at + self._max_age)
 
     def encode(self, session: Session, now: float) -> str:
         value = self.session_cookie.encode(session.to_payload())
@@ -474,7 +486,7 @@ class Flows:
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,
                       navigation: Callable[[], bool]) -> Serve | Reply:
         if isinstance(outcome, Renewed):
-            view = self._decoded.get(outcome.cookie_value, self.clock())
+            view = self._decoded.get(_digest(outcome.cookie_value), self.clock())
             if view is None:
                 view = SessionView.of(outcome.session, int(self.clock()))
             headers = self.session_cookie.set_headers(outcome.cookie_value, loaded.present)

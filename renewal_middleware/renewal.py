@@ -83,8 +83,13 @@ class TTLCache(Generic[K, V]):
         self._lock = threading.Lock()
 
     def get(self, key: K, now: float) -> V | None:
+        """The live value of ``key``; a hit counts as a use (least recently used goes first)."""
         item = self._items.get(key)
         if item is not None and item[0] > now:
+            try:  # noqa: SIM105 - contextlib.suppress costs more on this hot path
+                self._items.move_to_end(key)
+            except KeyError:  # another thread evicted it meanwhile
+                pass
             return item[1]
         if item is not None:
             self._items.pop(key, None)
