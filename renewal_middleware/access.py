@@ -1,9 +1,8 @@
 """Reading the user and the access token from a request, whatever the framework.
 
-Both drivers attach the same two objects under ``renewal_middleware.user`` and
-``renewal_middleware.auth`` (in the ASGI scope also as ``user`` and ``auth``,
-Starlette's ``request.user``/``request.auth``), and their settings under
-``renewal_middleware.settings``.
+Both drivers attach the request's context (the user and the credentials) under
+``"renewal_middleware"``; the ASGI one also sets ``user`` and ``auth``, Starlette's
+``request.user``/``request.auth``. One key, so the scope stays small: Starlette copies it.
 """
 
 from __future__ import annotations
@@ -13,32 +12,25 @@ from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser
 
-from .config import Settings
-from .flows import ANONYMOUS_AUTH, ANONYMOUS_USER
+from .flows import ANONYMOUS_AUTH, ANONYMOUS_USER, Serve
 from .session import OIDCUser, TokenCredentials
 
-USER_KEY = "renewal_middleware.user"
-AUTH_KEY = "renewal_middleware.auth"
-#: The middleware's :class:`~renewal_middleware.config.Settings` (login path and the like).
-SETTINGS_KEY = "renewal_middleware.settings"
-
-
-def middleware_settings(carrier: Mapping[str, Any]) -> Settings | None:
-    """The settings of the middleware that handled this request (``None`` outside one)."""
-    settings = carrier.get(SETTINGS_KEY)
-    return settings if isinstance(settings, Settings) else None
+#: Where both drivers put the request's context (``.user``, ``.auth``).
+CONTEXT_KEY = "renewal_middleware"
 
 
 def current_user(carrier: Mapping[str, Any]) -> BaseUser:
     """The user of an ASGI scope or a WSGI environ (anonymous when nobody is logged in)."""
-    user = carrier.get(USER_KEY) or carrier.get("user")
+    context = carrier.get(CONTEXT_KEY)
+    user = context.user if isinstance(context, Serve) else carrier.get("user")
     return user if isinstance(user, BaseUser) else ANONYMOUS_USER
 
 
 def current_credentials(carrier: Mapping[str, Any]) -> AuthCredentials:
     """The credentials of an ASGI scope or a WSGI environ: :class:`TokenCredentials` when
     logged in, empty ``AuthCredentials`` otherwise."""
-    auth = carrier.get(AUTH_KEY) or carrier.get("auth")
+    context = carrier.get(CONTEXT_KEY)
+    auth = context.auth if isinstance(context, Serve) else carrier.get("auth")
     return auth if isinstance(auth, AuthCredentials) else ANONYMOUS_AUTH
 
 

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
+from .access import CONTEXT_KEY
 from .config import Options, Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
@@ -95,10 +95,10 @@ class RenewalMiddleware:
         if type(result) is not Serve:
             await _send_reply(send, result)
             return
-        # Starlette's keys, and namespaced ones that an inner auth middleware cannot overwrite.
-        scope["user"] = scope[USER_KEY] = result.user
-        scope["auth"] = scope[AUTH_KEY] = result.auth
-        scope[SETTINGS_KEY] = self.settings
+        # Starlette's keys, and our own that an inner auth middleware does not overwrite.
+        scope["user"] = result.user
+        scope["auth"] = result.auth
+        scope[CONTEXT_KEY] = result
         if result.set_cookies:
             send = _adding_cookies(send, result.set_cookies)
         await self.app(scope, receive, send)
@@ -132,9 +132,9 @@ class RenewalMiddleware:
         if view is not None and view.session.expires_at and view.session.expires_at <= now:
             view = None
         serve = Serve(view)
-        scope["user"] = scope[USER_KEY] = serve.user
-        scope["auth"] = scope[AUTH_KEY] = serve.auth
-        scope[SETTINGS_KEY] = self.settings
+        scope["user"] = serve.user
+        scope["auth"] = serve.auth
+        scope[CONTEXT_KEY] = serve
         await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:

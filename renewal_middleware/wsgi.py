@@ -3,8 +3,8 @@
     app.wsgi_app = WSGIRenewalMiddleware(app.wsgi_app, issuer=..., ...)   # Flask
     application = WSGIRenewalMiddleware(get_wsgi_application(), ...)     # Django
 
-The app finds the user in ``environ["renewal_middleware.user"]`` and the access
-token in ``environ["renewal_middleware.auth"]`` (see :func:`renewal_middleware.current_user`).
+The app reads the user and the access token with :func:`renewal_middleware.current_user`
+and :func:`renewal_middleware.access_token` (from ``environ["renewal_middleware"]``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from types import GeneratorType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .access import AUTH_KEY, SETTINGS_KEY, USER_KEY
+from .access import CONTEXT_KEY
 from .config import Options, Settings
 from .errors import RenewalError
 from .flows import Flows, RefreshNeeded, Reply, Serve
@@ -82,8 +82,7 @@ class WSGIRenewalMiddleware:
             start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
             return [result.body]
         assert isinstance(result, Serve)
-        environ[USER_KEY], environ[AUTH_KEY] = result.user, result.auth
-        environ[SETTINGS_KEY] = self.settings
+        environ[CONTEXT_KEY] = result
         if result.set_cookies:
             start_response = _adding_cookies(start_response, result.set_cookies)
         return self.app(environ, start_response)
