@@ -483,8 +483,11 @@ async function testEndpoints(ctx) {
 }
 
 async function tokenEndpoint(ctx, next) {
+  // Counted in the stats of when the request arrived: a request that hangs past a
+  // /__stats/reset must not show up in the next test's counters.
+  const counters = stats;
   const injected = takeFault();
-  if (injected) stats.faults += 1;
+  if (injected) counters.faults += 1;
   if (injected?.status !== undefined) {
     // Fail without reaching oidc-provider; read the body only to learn the grant type.
     let grantType = 'unknown';
@@ -492,7 +495,7 @@ async function tokenEndpoint(ctx, next) {
       grantType = new URLSearchParams(await readBody(ctx.req)).get('grant_type') || 'unknown';
     } catch { /* keep "unknown" */ }
     if (injected.hangMs) await sleep(injected.hangMs);
-    bump(stats.grant_errors, grantType);
+    bump(counters.grant_errors, grantType);
     for (const [name, value] of Object.entries(injected.headers || {})) ctx.set(name, String(value));
     if (injected.body !== undefined) {
       ctx.status = injected.status;
@@ -505,7 +508,7 @@ async function tokenEndpoint(ctx, next) {
   }
   if (injected?.close) {
     // Drop the connection without an answer.
-    bump(stats.grant_errors, 'unknown');
+    bump(counters.grant_errors, 'unknown');
     ctx.req.socket.destroy();
     ctx.respond = false;
     return;
@@ -519,7 +522,7 @@ async function tokenEndpoint(ctx, next) {
     if (injected?.lateMs) await sleep(injected.lateMs);
   } finally {
     const grantType = ctx.oidc?.body?.grant_type || ctx.oidc?.params?.grant_type || 'unknown';
-    bump(ok ? stats.grants : stats.grant_errors, String(grantType));
+    bump(ok ? counters.grants : counters.grant_errors, String(grantType));
   }
 }
 
