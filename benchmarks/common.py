@@ -109,8 +109,8 @@ def cookie_header_from_set_cookies(set_cookies: list[str]) -> str:
 def renewal_cookie(mw: RenewalMiddleware | WSGIRenewalMiddleware, tokens: TokenSet,
                    now: float) -> tuple[str, list[str]]:
     """(Cookie header, Set-Cookie values) of ``tokens``, minted with the middleware's codec."""
-    value = mw.flows.encode(tokens.session(), now)
-    set_cookies = mw.flows.session_cookie.set_headers(value, ())
+    value = mw.flows.sessions.encode(tokens.session(), now)
+    set_cookies = mw.flows.sessions.cookie.set_headers(value, ())
     return cookie_header_from_set_cookies(set_cookies), set_cookies
 
 

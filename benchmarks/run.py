@@ -180,8 +180,8 @@ def p4_cookie_bytes(cookies: Cookies) -> dict[str, Any]:
     }
     for kind in ("signed", "encrypted"):
         mw = cookies.minters[kind]
-        value = mw.flows.encode(tokens.session(), time.time())
-        set_cookies = mw.flows.session_cookie.set_headers(value, ())
+        value = mw.flows.sessions.encode(tokens.session(), time.time())
+        set_cookies = mw.flows.sessions.cookie.set_headers(value, ())
         out[f"renewal_{kind}"] = {
             "value_bytes": len(value), "chunks": len(set_cookies),
             "set_cookie_bytes": sum(len(c) for c in set_cookies),
@@ -584,7 +584,7 @@ async def p2_p3_provider(cfg: dict[str, Any], stack: dict[str, str]) -> dict[str
                                         client_secret=OP_CLIENT_SECRET,
                                         secret_keys=[SECRET_KEY], base_url=app.server.url),
                           time.time)
-            view = flows.load(direct_cookie, time.time()).view
+            view = flows.sessions.load(direct_cookie, time.time()).view
             assert view is not None and view.session.refresh_token
             refresh_token = view.session.refresh_token
             await app.open()
@@ -667,13 +667,13 @@ async def p3_stand_in(cfg: dict[str, Any], stack: dict[str, str]) -> dict[str, A
                                         client_secret=OP_CLIENT_SECRET,
                                         secret_keys=[SECRET_KEY], base_url=app.server.url),
                           time.time)
-            value = flows.encode(Session(
+            value = flows.sessions.encode(Session(
                 id="stand-in-session", access_token=canned["access_token"],
                 expires_at=int(now) + 30, obtained_at=int(now),
                 refresh_token="initial-" + "r" * 35, id_token=canned["id_token"],
                 claims=canned["claims"], scope="openid profile email offline_access"), now)
             cookie = cookie_header_from_set_cookies(
-                flows.session_cookie.set_headers(value, ()))
+                flows.sessions.cookie.set_headers(value, ()))
             await app.open()
         async with TokenRoundTrips(stand_in.url + "/token", OP_CLIENT_ID, OP_CLIENT_SECRET,
                                    "r" * 43) as direct:

@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.authentication import AuthCredentials, BaseUser
 
-from .flows import ANONYMOUS_AUTH, ANONYMOUS_USER, Serve
+from .context import ANONYMOUS_AUTH, ANONYMOUS_USER, Serve
 from .session import OIDCUser, TokenCredentials
 
 #: Where both drivers put the request's context (``.user``, ``.auth``).

@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from types import GeneratorType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import CONTEXT_KEY
 from .config import Options, Settings
+from .context import Serve
 from .errors import RenewalError
-from .flows import Flows, RefreshNeeded, Reply, Serve
-from .oidc import Effect
+from .flows import Flows, RunRefresh, Step
 from .renewal import AsyncRefreshCoordinator, Outcome
+from .replies import Reply
 from .transport import AsyncTransport
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+T = TypeVar("T")
+
 
 def _raw_cookie(scope: Scope) -> bytes | None:
     """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
@@ -31,7 +34,7 @@ def _raw_cookie(scope: Scope) -> bytes | None:
 
 
 class _ASGIRequest:
-    """A :class:`~renewal_middleware.flows.Request` over an ASGI scope."""
+    """A :class:`~renewal_middleware.requests.Request` over an ASGI scope."""
 
     __slots__ = ("_scope", "method", "path", "query_string")
 
@@ -87,51 +90,53 @@ class RenewalMiddleware:
             return
         now = self.clock()
         cookie = _raw_cookie(scope)
-        result: Any = self.flows.pass_through(scope["path"], cookie, now)
-        if result is None:
-            result = self.flows.handle(_ASGIRequest(scope), now, cookie)
-            if type(result) is GeneratorType:
-                result = await self._run(result)
-        if type(result) is not Serve:
-            await _send_reply(send, result)
-            return
+        serve = self.flows.pass_through(scope["path"], cookie, now)
+        if serve is None:
+            answer = await self._answer(scope, cookie, now)
+            if isinstance(answer, Reply):
+                await _send_reply(send, answer)
+                return
+            serve = answer
         # Starlette's keys, and our own that an inner auth middleware does not overwrite.
-        scope["user"] = result.user
-        scope["auth"] = result.auth
-        scope[CONTEXT_KEY] = result
-        if result.set_cookies:
-            send = _adding_cookies(send, result.set_cookies)
+        scope["user"] = serve.user
+        scope["auth"] = serve.auth
+        scope[CONTEXT_KEY] = serve
+        if serve.set_cookies:
+            send = _adding_cookies(send, serve.set_cookies)
         await self.app(scope, receive, send)
 
-    async def _run(self, flow: Any) -> Any:
+    async def _answer(self, scope: Scope, cookie: bytes | None, now: float) -> Serve | Reply:
+        handled = self.flows.handle(_ASGIRequest(scope), now, cookie)
+        if isinstance(handled, (Serve, Reply)):
+            return handled
+        return await self._run(handled)
+
+    async def _run(self, flow: Generator[Step, Any, T]) -> T:
         """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
         value: Any = None
         error: RenewalError | None = None
         while True:
             try:
-                effect: Effect | RefreshNeeded = (
-                    flow.throw(error) if error is not None else flow.send(value))
+                step = flow.throw(error) if error is not None else flow.send(value)
             except StopIteration as stop:
-                return stop.value
+                result: T = stop.value
+                return result
             try:
-                if isinstance(effect, RefreshNeeded):
-                    value = await self.coordinator.refresh(effect.key, self._refresher(effect))
+                if isinstance(step, RunRefresh):
+                    value = await self.coordinator.single_flight(step.key, self._refresher(step))
                 else:
-                    value = await self.transport.perform(effect)
+                    value = await self.transport.perform(step)
                 error = None
             except RenewalError as exc:
                 value, error = None, exc
 
-    def _refresher(self, need: RefreshNeeded) -> Callable[[], Awaitable[Outcome]]:
-        return lambda: self._run(self.flows.refresh(need.session, need.now))
+    def _refresher(self, step: RunRefresh) -> Callable[[], Awaitable[Outcome]]:
+        return lambda: self._run(self.flows.refresh_session(step.session, step.now))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # A handshake cannot carry Set-Cookie: attach a valid session, never renew here.
-        now = self.clock()
-        view = self.flows.load(_ASGIRequest({**scope, "method": "GET"}).header("cookie"), now).view
-        if view is not None and view.session.expires_at and view.session.expires_at <= now:
-            view = None
-        serve = Serve(view)
+        cookie = _raw_cookie(scope)
+        serve = self.flows.websocket(None if cookie is None else cookie.decode("latin-1"),
+                                     self.clock())
         scope["user"] = serve.user
         scope["auth"] = serve.auth
         scope[CONTEXT_KEY] = serve

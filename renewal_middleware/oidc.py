@@ -131,10 +131,6 @@ class Provider:
         self._keys_at = float("-inf")
         self._refetched_at = float("-inf")
 
-    @property
-    def cached_metadata(self) -> ProviderMetadata | None:
-        return self._metadata
-
     def metadata(self, now: float) -> Flow[ProviderMetadata]:
         if self._metadata is None or now - self._metadata_at > DISCOVERY_TTL:
             try:
@@ -174,7 +170,8 @@ class Provider:
         })
         return _check_token_response(token)
 
-    def refresh(self, now: float, refresh_token: str) -> Flow[dict[str, Any]]:
+    def refresh_grant(self, now: float, refresh_token: str) -> Flow[dict[str, Any]]:
+        """The refresh_token grant: the token response."""
         meta = yield from self.metadata(now)
         token = yield TokenRequest(meta.token_endpoint, {
             "grant_type": "refresh_token", "refresh_token": refresh_token,

@@ -168,7 +168,8 @@ class AsyncRefreshCoordinator:
         self._clock = clock
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
-    async def refresh(self, key: str, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def single_flight(self, key: str, run: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """``run()``'s outcome, run once for all concurrent callers with ``key``."""
         cached = self.results.get(key, self._clock())
         if cached is not None:
             return cached
@@ -211,7 +212,8 @@ class ThreadRefreshCoordinator:
         self._lock = threading.Lock()
         self._inflight: dict[str, _Flight] = {}
 
-    def refresh(self, key: str, run: Callable[[], Outcome]) -> Outcome:
+    def single_flight(self, key: str, run: Callable[[], Outcome]) -> Outcome:
+        """``run()``'s outcome, run once for all concurrent callers with ``key``."""
         with self._lock:
             cached = self.results.get(key, self._clock())
             if cached is not None:

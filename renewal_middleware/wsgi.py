@@ -10,28 +10,29 @@ and :func:`renewal_middleware.access_token` (from ``environ["renewal_middleware"
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from http import HTTPStatus
-from types import GeneratorType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from .access import CONTEXT_KEY
 from .config import Options, Settings
+from .context import Serve
 from .errors import RenewalError
-from .flows import Flows, RefreshNeeded, Reply, Serve
-from .oidc import Effect
+from .flows import Flows, RunRefresh, Step
 from .renewal import Outcome, ThreadRefreshCoordinator
+from .replies import Reply
 from .transport import SyncTransport
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from typing_extensions import Unpack
 
+T = TypeVar("T")
 
 
 class _WSGIRequest:
-    """A :class:`~renewal_middleware.flows.Request` over a WSGI environ."""
+    """A :class:`~renewal_middleware.requests.Request` over a WSGI environ."""
 
     __slots__ = ("_environ", "method", "path", "query_string")
 
@@ -71,43 +72,47 @@ class WSGIRenewalMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
                  ) -> Iterable[bytes]:
         now = self.clock()
-        result: Any = self.flows.pass_through(environ.get("PATH_INFO") or "/",
-                                              environ.get("HTTP_COOKIE"), now)
-        if result is None:
-            result = self.flows.handle(_WSGIRequest(environ), now)
-            if type(result) is GeneratorType:
-                result = self._run(result)
-        if isinstance(result, Reply):
-            headers = [*result.headers, ("content-length", str(len(result.body)))]
-            start_response(f"{result.status} {HTTPStatus(result.status).phrase}", headers)
-            return [result.body]
-        assert isinstance(result, Serve)
-        environ[CONTEXT_KEY] = result
-        if result.set_cookies:
-            start_response = _adding_cookies(start_response, result.set_cookies)
+        serve = self.flows.pass_through(environ.get("PATH_INFO") or "/",
+                                        environ.get("HTTP_COOKIE"), now)
+        if serve is None:
+            answer = self._answer(environ, now)
+            if isinstance(answer, Reply):
+                headers = [*answer.headers, ("content-length", str(len(answer.body)))]
+                start_response(f"{answer.status} {HTTPStatus(answer.status).phrase}", headers)
+                return [answer.body]
+            serve = answer
+        environ[CONTEXT_KEY] = serve
+        if serve.set_cookies:
+            start_response = _adding_cookies(start_response, serve.set_cookies)
         return self.app(environ, start_response)
 
-    def _run(self, flow: Any) -> Any:
+    def _answer(self, environ: WSGIEnvironment, now: float) -> Serve | Reply:
+        handled = self.flows.handle(_WSGIRequest(environ), now)
+        if isinstance(handled, (Serve, Reply)):
+            return handled
+        return self._run(handled)
+
+    def _run(self, flow: Generator[Step, Any, T]) -> T:
         """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
         value: Any = None
         error: RenewalError | None = None
         while True:
             try:
-                effect: Effect | RefreshNeeded = (
-                    flow.throw(error) if error is not None else flow.send(value))
+                step = flow.throw(error) if error is not None else flow.send(value)
             except StopIteration as stop:
-                return stop.value
+                result: T = stop.value
+                return result
             try:
-                if isinstance(effect, RefreshNeeded):
-                    value = self.coordinator.refresh(effect.key, self._refresher(effect))
+                if isinstance(step, RunRefresh):
+                    value = self.coordinator.single_flight(step.key, self._refresher(step))
                 else:
-                    value = self.transport.perform(effect)
+                    value = self.transport.perform(step)
                 error = None
             except RenewalError as exc:
                 value, error = None, exc
 
-    def _refresher(self, need: RefreshNeeded) -> Callable[[], Outcome]:
-        return lambda: self._run(self.flows.refresh(need.session, need.now))
+    def _refresher(self, step: RunRefresh) -> Callable[[], Outcome]:
+        return lambda: self._run(self.flows.refresh_session(step.session, step.now))
 
     def close(self) -> None:
         """Close the pooled HTTP client."""

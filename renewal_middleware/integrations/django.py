@@ -34,7 +34,7 @@ from django.http import HttpResponseRedirect, JsonResponse  # type: ignore[impor
 from starlette.authentication import AuthCredentials, BaseUser
 
 from .. import access
-from ..flows import is_navigation
+from ..requests import is_navigation
 
 __all__ = [
     "RenewalUserMiddleware",

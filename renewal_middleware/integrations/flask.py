@@ -29,7 +29,7 @@ from starlette.authentication import AuthCredentials, BaseUser
 from werkzeug.wrappers import Response
 
 from .. import access
-from ..flows import is_navigation
+from ..requests import is_navigation
 from ..wsgi import WSGIRenewalMiddleware
 
 __all__ = ["access_token", "current_credentials", "current_user", "init_app", "login_required"]

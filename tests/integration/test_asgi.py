@@ -181,7 +181,7 @@ async def test_revoked_grant_ends_the_session(app: Running, provider: Provider) 
         await login(client, app.url)
         cookie = session_cookie(client)
         # Revoke the grant at the provider, as an admin or another logout would.
-        session = app.middleware.flows.load(f"renewal_session={cookie}", app.clock()).view
+        session = app.middleware.flows.sessions.load(f"renewal_session={cookie}", app.clock()).view
         assert session is not None and session.session.refresh_token
         revoked = await client.post(
             provider.issuer + "/token/revocation",
@@ -223,7 +223,7 @@ async def test_logout_revokes_and_ends_the_session_at_the_provider(
     async with httpx.AsyncClient() as client:
         await login(client, app.url)
         cookie = session_cookie(client)
-        view = app.middleware.flows.load(f"renewal_session={cookie}", app.clock()).view
+        view = app.middleware.flows.sessions.load(f"renewal_session={cookie}", app.clock()).view
         assert view is not None
         refresh_token = view.session.refresh_token
         out = await client.get(app.url + "/logout")
@@ -258,8 +258,9 @@ async def test_without_refresh_token_navigation_renews_silently(
     async with httpx.AsyncClient() as client:
         await login(client, app.url)
         before = (await client.get(app.url + "/api/me")).json()
-        view = app.middleware.flows.load(f"renewal_session={session_cookie(client)}", app.clock())
-        assert view.view is not None and view.view.session.refresh_token is None
+        loaded = app.middleware.flows.sessions.load(f"renewal_session={session_cookie(client)}",
+                                                     app.clock())
+        assert loaded.view is not None and loaded.view.session.refresh_token is None
         app.grace_window()
         # An API call inside the window is served with the still-valid token.
         assert (await client.get(app.url + "/api/me")).json() == before

@@ -147,7 +147,7 @@ async def test_backoff_is_per_session(app: Running, provider: Provider) -> None:
         provider.fail_next(status=500)
         app.grace_window()
         assert (await alice.get(app.url + "/api/me")).status_code == 200  # fails, backs off
-        bob_before = app.middleware.flows.load(
+        bob_before = app.middleware.flows.sessions.load(
             f"renewal_session={session_cookie(bob)}", app.clock()).view
         bob_after = (await bob.get(app.url + "/api/me")).json()
     assert bob_before is not None

@@ -169,5 +169,5 @@ def is_deletion(header: str) -> bool:
 
 def session_cookie_header(flows: Flows, session: Session) -> str:
     """The Cookie header of a browser holding ``session``, signed by (a copy of) ``flows``."""
-    value = flows.session_cookie.encode(session.to_payload())
-    return cookie_header(set_cookie_pairs(flows.session_cookie.set_headers(value, ())))
+    value = flows.sessions.cookie.encode(session.to_payload())
+    return cookie_header(set_cookie_pairs(flows.sessions.cookie.set_headers(value, ())))

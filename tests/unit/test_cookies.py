@@ -138,9 +138,9 @@ def test_flows_refuse_and_clear_a_session_past_its_lifetime(clock: FakeClock) ->
     """Even a session decoded (and cached) earlier stops loading once it is too old."""
     flows = Flows(make_settings(session_lifetime_seconds=3600), clock)
     header = session_cookie_header(flows, make_session(expires_in=None))
-    assert flows.load(header, clock()).view is not None
+    assert flows.sessions.load(header, clock()).view is not None
     clock.advance(3601)
-    loaded = flows.load(header, clock())
+    loaded = flows.sessions.load(header, clock())
     assert loaded.view is None
     assert loaded.invalid
     decision = flows.decide(loaded, clock(), lambda: True, lambda: "/")
@@ -306,10 +306,10 @@ def test_any_session_round_trips_through_the_cookies(session: Session) -> None:
     clock = FakeClock()
     sender = Flows(ROUND_TRIP_SETTINGS, clock)  # signs, so that ``flows`` really decodes
     flows = Flows(ROUND_TRIP_SETTINGS, clock)
-    value = sender.session_cookie.encode(session.to_payload())
-    headers = sender.session_cookie.set_headers(value, ())
+    value = sender.sessions.cookie.encode(session.to_payload())
+    headers = sender.sessions.cookie.set_headers(value, ())
     assert all(len(h.encode()) < COOKIE_SIZE_LIMIT for h in headers)
-    loaded = flows.load(cookie_header(set_cookie_pairs(headers)), clock())
+    loaded = flows.sessions.load(cookie_header(set_cookie_pairs(headers)), clock())
     assert loaded.view is not None
     assert loaded.view.session == session
     assert loaded.view.user.identity == session.sub

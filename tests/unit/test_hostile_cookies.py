@@ -59,7 +59,7 @@ def a_session(now: float) -> Session:
 
 def cookie_for(app: RenewalMiddleware, now: float | None = None) -> str:
     now = time.time() if now is None else now
-    return app.flows.encode(a_session(now), now)
+    return app.flows.sessions.encode(a_session(now), now)
 
 
 async def test_a_valid_cookie_logs_in() -> None:
@@ -107,7 +107,7 @@ async def test_bad_cookie_is_anonymous_cleared_and_logged(
 
 async def test_payload_of_the_wrong_shape_is_refused() -> None:
     app = middleware()
-    wrong = app.flows.session_cookie.encode({"v": 1, "id": "x", "at": 5})
+    wrong = app.flows.sessions.cookie.encode({"v": 1, "id": "x", "at": 5})
     status, _, body = await call(app, [(b"cookie", f"renewal_session={wrong}".encode())])
     assert (status, body) == (200, b"anon")
 
@@ -126,13 +126,13 @@ async def test_huge_cookie_header_and_many_cookies() -> None:
 
 async def test_chunks_missing_out_of_order_or_mixed_are_refused() -> None:
     app = middleware()
-    size = app.flows.session_cookie.chunk_size
+    size = app.flows.sessions.cookie.chunk_size
 
     def chunks(name: str) -> list[str]:
         big = Session(id=name, access_token=base64.urlsafe_b64encode(os.urandom(7000)).decode(),
                       expires_at=int(time.time()) + 3600, obtained_at=int(time.time()),
                       refresh_token=None, id_token=None, claims={"sub": name, "name": name})
-        value = app.flows.encode(big, time.time())
+        value = app.flows.sessions.encode(big, time.time())
         return [value[i:i + size] for i in range(0, len(value), size)]
 
     alice, bob = chunks("alice"), chunks("bob")

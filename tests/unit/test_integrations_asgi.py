@@ -35,7 +35,7 @@ def session_cookie(middleware: RenewalMiddleware, *, expires_in: int = 3600,
     session = Session(id="s", access_token="AT", expires_at=now + expires_in,
                       obtained_at=now + expires_in - 3600, refresh_token=refresh_token,
                       id_token=None, claims={"sub": "alice", "name": "Alice"})
-    value = middleware.flows.encode(session, time.time())
+    value = middleware.flows.sessions.encode(session, time.time())
     return {"cookie": f"{middleware.settings.cookie_name}={value}"}
 
 

@@ -36,7 +36,7 @@ def session_cookie(flows: Flows) -> dict[str, str]:
     now = int(time.time())
     session = Session(id="s", access_token="AT", expires_at=now + EXPIRES_IN, obtained_at=now,
                       refresh_token=None, id_token=None, claims={"sub": "alice", "name": "Alice"})
-    return {"cookie": f"renewal_session={flows.encode(session, time.time())}"}
+    return {"cookie": f"renewal_session={flows.sessions.encode(session, time.time())}"}
 
 
 # Flask

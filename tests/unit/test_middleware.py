@@ -85,7 +85,7 @@ class Harness:
         for value in response.headers.get_list("set-cookie"):
             name, _, rest = value.split(";", 1)[0].partition("=")
             pairs[name] = rest
-        loaded = Flows(self.settings, self.clock).load(cookie_header(pairs), self.clock())
+        loaded = Flows(self.settings, self.clock).sessions.load(cookie_header(pairs), self.clock())
         assert loaded.view is not None
         return loaded.view.session
 

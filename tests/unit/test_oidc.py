@@ -137,7 +137,7 @@ def test_optional_endpoints_may_be_absent() -> None:
 
 def test_refresh_yields_the_refresh_token_grant() -> None:
     p = provider()
-    flow = p.refresh(T0, "rt-1")
+    flow = p.refresh_grant(T0, "rt-1")
     assert next(flow) == GetJSON(DISCOVERY_URL)
     assert flow.send(DISCOVERY) == TokenRequest(
         DISCOVERY["token_endpoint"], {"grant_type": "refresh_token", "refresh_token": "rt-1"})
@@ -162,7 +162,7 @@ def test_unusable_token_response_is_provider_unavailable(answer: object) -> None
 def test_token_request_rejection_propagates() -> None:
     p = provider()
     run_flow(p.metadata(T0), op())
-    flow = p.refresh(T0, "rt")
+    flow = p.refresh_grant(T0, "rt")
     next(flow)
     with pytest.raises(TokenRequestRejected):
         flow.throw(TokenRequestRejected("invalid_grant"))

@@ -41,6 +41,7 @@ from joserfc.jwk import ECKey
 from starlette.requests import cookie_parser
 
 from renewal_middleware import RenewalMiddleware, Settings
+from renewal_middleware.context import Loaded, Serve
 from renewal_middleware.cookies import (
     COOKIE_SIZE_LIMIT,
     MAX_CHUNKS,
@@ -49,8 +50,9 @@ from renewal_middleware.cookies import (
     SignedCodec,
 )
 from renewal_middleware.errors import AuthenticationError
-from renewal_middleware.flows import Flows, Loaded, Serve, safe_return_to
+from renewal_middleware.flows import Flows
 from renewal_middleware.oidc import Effect, GetJSON, TokenRequest, UserInfoRequest
+from renewal_middleware.requests import safe_return_to
 from renewal_middleware.session import Session
 
 # -- profiles ----------------------------------------------------------------------------------
@@ -362,7 +364,7 @@ SHARED_FLOWS = fresh_flows()
 def test_arbitrary_session_cookie_text_loads_nothing(text: str, name: str) -> None:
     header = f"{name}={text}"
     assume(GENUINE_BY_VALUE.get(text) is None)
-    loaded = SHARED_FLOWS.load(header, T0)
+    loaded = SHARED_FLOWS.sessions.load(header, T0)
     assert loaded.view is None
     decision = SHARED_FLOWS.decide(loaded, T0, lambda: True, lambda: "/")
     assert isinstance(decision, Serve) and decision.view is None
@@ -420,7 +422,7 @@ def check_loaded(loaded: Loaded, value: str | None, strict: bool) -> None:
 def test_arbitrary_cookie_header_loads_only_a_genuine_session(
         strict: bool, segments: list[str], seps: list[str]) -> None:
     header = "".join(s + sep for s, sep in zip(segments, seps, strict=False))
-    loaded = SHARED_FLOWS.load(header, T0)
+    loaded = SHARED_FLOWS.sessions.load(header, T0)
     check_loaded(loaded, contiguous_value(cookie_parser(header)), strict)
 
 
@@ -458,7 +460,7 @@ def test_only_the_exact_chunk_set_of_a_session_loads_it(
     jar, order = jar_order
     flows = SHARED_FLOWS if shared else fresh_flows()  # fresh: no decoded-value cache
     header = "; ".join(f"{name}={jar[name]}" for name in order)
-    loaded = flows.load(header, T0)
+    loaded = flows.sessions.load(header, T0)
     check_loaded(loaded, contiguous_value(jar), strict)
     if loaded.view is None and READ_NAMES & set(jar):
         assert loaded.invalid  # and so the middleware clears them
@@ -643,10 +645,10 @@ def transactions(draw: st.DrawFn, harness: Harness) -> tuple[str, str, str]:
     harness.clock.now = T0 - age
     try:
         signed: Any = [payload] if shape == "not-a-dict" else payload
-        value = flows._tx_codec.dumps(signed)
+        value = flows.transactions.codec.dumps(signed)
     finally:
         harness.clock.now = T0
-    return kind, state, f"{flows.tx_prefix}{state}={value}"
+    return kind, state, f"{flows.transactions.prefix}{state}={value}"
 
 
 query_values = (st.text() | st.sampled_from(["", ISSUER, ISSUER + "/", "https://evil.example",
@@ -680,9 +682,9 @@ def test_callback_and_silent_answer_hostile_queries(
     cookies = [session_cookie_strings(sessions)] if sessions else []
     if data is None:  # an @example: a real transaction of the route's kind
         kind = "login" if route == "/callback" else "silent"
-        value = harness.app.flows._tx_codec.dumps(
+        value = harness.app.flows.transactions.codec.dumps(
             {"s": "S" * 32, "n": "n", "v": "v", "r": "/after?x=1", "k": kind})
-        state, tx_cookie = "S" * 32, f"{harness.app.flows.tx_prefix}{'S' * 32}={value}"
+        state, tx_cookie = "S" * 32, f"{harness.app.flows.transactions.prefix}{'S' * 32}={value}"
     else:
         kind, state, tx_cookie = data.draw(transactions(harness))
     if with_tx:

@@ -232,7 +232,7 @@ async def test_concurrent_refreshes_run_once_and_share_the_outcome() -> None:
     clock = FakeClock()
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), clock)
     refresher = Refresher(renewed())
-    tasks = [asyncio.create_task(coordinator.refresh("k", refresher)) for _ in range(200)]
+    tasks = [asyncio.create_task(coordinator.single_flight("k", refresher)) for _ in range(200)]
     await settle()
     assert refresher.runs == 1
     refresher.release.set()
@@ -246,13 +246,13 @@ async def test_a_later_call_within_the_ttl_gets_the_cached_outcome() -> None:
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), clock)
     refresher = Refresher(renewed())
     refresher.release.set()
-    first = await coordinator.refresh("k", refresher)
+    first = await coordinator.single_flight("k", refresher)
     clock.advance(59)
-    second = await coordinator.refresh("k", refresher)
+    second = await coordinator.single_flight("k", refresher)
     assert second is first
     assert refresher.runs == 1
     clock.advance(1)
-    await coordinator.refresh("k", refresher)
+    await coordinator.single_flight("k", refresher)
     assert refresher.runs == 2
 
 
@@ -260,8 +260,8 @@ async def test_ended_is_cached_too() -> None:
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), FakeClock())
     refresher = Refresher(Ended("invalid_grant"))
     refresher.release.set()
-    assert await coordinator.refresh("k", refresher) == Ended("invalid_grant")
-    assert await coordinator.refresh("k", refresher) == Ended("invalid_grant")
+    assert await coordinator.single_flight("k", refresher) == Ended("invalid_grant")
+    assert await coordinator.single_flight("k", refresher) == Ended("invalid_grant")
     assert refresher.runs == 1
 
 
@@ -269,8 +269,8 @@ async def test_unavailable_is_not_cached() -> None:
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), FakeClock())
     refresher = Refresher(Unavailable("down", T0 + 5))
     refresher.release.set()
-    await coordinator.refresh("k", refresher)
-    await coordinator.refresh("k", refresher)
+    await coordinator.single_flight("k", refresher)
+    await coordinator.single_flight("k", refresher)
     assert refresher.runs == 2
 
 
@@ -279,7 +279,8 @@ async def test_keys_are_independent() -> None:
     a, b = Refresher(renewed("a")), Refresher(renewed("b"))
     a.release.set()
     b.release.set()
-    results = await asyncio.gather(coordinator.refresh("ka", a), coordinator.refresh("kb", b))
+    results = await asyncio.gather(coordinator.single_flight("ka", a),
+                                   coordinator.single_flight("kb", b))
     assert results == [a.outcome, b.outcome]
     assert (a.runs, b.runs) == (1, 1)
 
@@ -287,8 +288,8 @@ async def test_keys_are_independent() -> None:
 async def test_a_cancelled_waiter_does_not_cancel_the_shared_refresh() -> None:
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), FakeClock())
     refresher = Refresher(renewed())
-    first = asyncio.create_task(coordinator.refresh("k", refresher))
-    second = asyncio.create_task(coordinator.refresh("k", refresher))
+    first = asyncio.create_task(coordinator.single_flight("k", refresher))
+    second = asyncio.create_task(coordinator.single_flight("k", refresher))
     await settle()
     first.cancel()
     await settle()
@@ -297,21 +298,21 @@ async def test_a_cancelled_waiter_does_not_cancel_the_shared_refresh() -> None:
     assert await second is refresher.outcome
     assert refresher.runs == 1
     # Its outcome was stored for the requests still carrying the old cookie.
-    assert await coordinator.refresh("k", refresher) is refresher.outcome
+    assert await coordinator.single_flight("k", refresher) is refresher.outcome
     assert refresher.runs == 1
 
 
 async def test_the_only_waiter_cancelled_still_completes_the_refresh() -> None:
     coordinator = AsyncRefreshCoordinator(RefreshResults(60), FakeClock())
     refresher = Refresher(renewed())
-    waiter = asyncio.create_task(coordinator.refresh("k", refresher))
+    waiter = asyncio.create_task(coordinator.single_flight("k", refresher))
     await settle()
     waiter.cancel()
     await settle()
     refresher.release.set()
     await settle()
     # The provider has rotated the refresh token: the result must not be lost.
-    assert await coordinator.refresh("k", refresher) is refresher.outcome
+    assert await coordinator.single_flight("k", refresher) is refresher.outcome
     assert refresher.runs == 1
 
 
@@ -323,11 +324,11 @@ async def test_a_failing_refresh_reaches_every_waiter_and_is_not_stuck() -> None
         await release.wait()
         raise RuntimeError("bug")
 
-    tasks = [asyncio.create_task(coordinator.refresh("k", boom)) for _ in range(3)]
+    tasks = [asyncio.create_task(coordinator.single_flight("k", boom)) for _ in range(3)]
     await settle()
     release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
     refresher = Refresher(renewed())
     refresher.release.set()
-    assert await coordinator.refresh("k", refresher) is refresher.outcome
+    assert await coordinator.single_flight("k", refresher) is refresher.outcome

@@ -1,0 +1,73 @@
+"""The front channel of the code flow: the authorization request, and checks of its response.
+
+Pure functions: :mod:`renewal_middleware.routes` calls them around its provider calls,
+and the tests call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+from .config import Settings
+from .errors import AuthenticationError
+from .oidc import ProviderMetadata
+from .transaction import Kind, LoginTransaction
+
+#: Errors of a prompt=none request that mean "the user must log in again".
+SILENT_LOGIN_ERRORS = frozenset({
+    "login_required", "interaction_required", "consent_required", "account_selection_required",
+})
+
+
+def redirect_uri(settings: Settings, kind: Kind) -> str:
+    """Where the provider sends the response of a ``kind`` authorization request."""
+    return settings.redirect_uri if kind == "login" else settings.silent_redirect_uri
+
+
+def authorization_url(settings: Settings, endpoint: str, tx: LoginTransaction) -> str:
+    """The provider's authorization endpoint with the request for ``tx`` (PKCE S256).
+
+    A login asks with the configured prompt; a silent renewal with prompt=none,
+    and without ``offline_access``, which a prompt=none request never yields.
+    """
+    params = {
+        "response_type": "code",
+        "client_id": settings.client_id,
+        "redirect_uri": redirect_uri(settings, tx.kind),
+        "scope": settings.scope,
+        "state": tx.state,
+        "nonce": tx.nonce,
+        "code_challenge": create_s256_code_challenge(tx.verifier),
+        "code_challenge_method": "S256",
+    }
+    prompt = settings.effective_login_prompt
+    if tx.kind == "silent":
+        prompt = "none"
+        if "offline_access" in settings.scopes:
+            params["scope"] = " ".join(s for s in settings.scopes if s != "offline_access")
+    if prompt:
+        params["prompt"] = prompt
+    if settings.audience:
+        params["audience"] = settings.audience
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
+
+
+def authorization_code(query: Mapping[str, str], meta: ProviderMetadata) -> str:
+    """The code of an authorization response, or the :class:`AuthenticationError` it means."""
+    iss = query.get("iss")
+    if (iss is not None and iss != meta.issuer) or (iss is None and meta.iss_parameter_supported):
+        # RFC 9207: a response from another provider (mix-up) or one that lost its iss.
+        raise AuthenticationError("The response names another issuer.", code="issuer_mismatch")
+    if "error" in query:
+        error = query["error"]
+        detail = query.get("error_description")
+        raise AuthenticationError(
+            f"The provider answered: {error}" + (f" ({detail})" if detail else ""),
+            code=error if error in SILENT_LOGIN_ERRORS else "authorization_error")
+    code = query.get("code")
+    if not code:
+        raise AuthenticationError("The response carries no code.", code="missing_code")
+    return code

@@ -1,0 +1,73 @@
+"""What a request of the app is served with: the verified session and what the app sees of it.
+
+:class:`Serve` is what both drivers attach to the request (under ``"renewal_middleware"``);
+:mod:`renewal_middleware.access` reads it back for the app.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from starlette.authentication import AuthCredentials, BaseUser, UnauthenticatedUser
+
+from .session import OIDCUser, Session, TokenCredentials
+
+ANONYMOUS_USER: BaseUser = UnauthenticatedUser()
+ANONYMOUS_AUTH = AuthCredentials()
+
+
+class SessionView:
+    """A verified session with what the app sees of it, built once per cookie value."""
+
+    __slots__ = ("auth", "serve", "session", "signed_at", "user")
+
+    def __init__(self, session: Session, signed_at: int) -> None:
+        self.session = session
+        self.signed_at = signed_at
+        self.user = OIDCUser(session.claims)
+        self.auth = TokenCredentials(session)
+        #: The pass-through decision for this session, built once.
+        self.serve = Serve(self)
+
+    def __repr__(self) -> str:
+        return f"SessionView(session={self.session!r}, signed_at={self.signed_at})"
+
+
+class Serve:
+    """Call the app with this session (or anonymously) and add these Set-Cookie values."""
+
+    __slots__ = ("auth", "set_cookies", "user", "view")
+
+    def __init__(self, view: SessionView | None, set_cookies: tuple[str, ...] = ()) -> None:
+        self.view = view
+        self.set_cookies = set_cookies
+        # Plain attributes: the drivers read them on every request.
+        self.user: BaseUser = view.user if view else ANONYMOUS_USER
+        self.auth: AuthCredentials = view.auth if view else ANONYMOUS_AUTH
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Serve) and other.view is self.view
+                and other.set_cookies == self.set_cookies)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Serve(user={self.user!r}, set_cookies={len(self.set_cookies)})"
+
+
+#: Serve anonymously, changing no cookie.
+ANONYMOUS = Serve(None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+    """What the request's cookies hold: a session, or nothing, or something to clear."""
+
+    view: SessionView | None
+    #: The names of every session cookie (or chunk) the request carries.
+    present: tuple[str, ...]
+    invalid: bool = False
+
+
+#: A request without any session cookie.
+NOTHING = Loaded(None, ())

@@ -1,0 +1,114 @@
+"""Sessions from cookies, verified once per cookie value and remembered.
+
+Verifying a signature, decrypting and parsing JSON on every request would cost
+more than the app itself (~230 µs). So a verified value is remembered twice:
+
+- by a digest of the session cookie's value (:meth:`SessionLoader.load`), safe
+  because the value is exactly what was verified;
+- by the whole Cookie header (:meth:`SessionLoader.known`), so that a browser
+  repeating its header is answered with a dict lookup and one comparison, without
+  even parsing the header. Its key is the header's last bytes (where the session's
+  signature usually is): hashing a short key is what makes the lookup cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+
+from starlette.requests import cookie_parser
+
+from .config import Settings
+from .context import NOTHING, Loaded, Serve, SessionView
+from .cookies import SessionCookie
+from .renewal import TTLCache
+from .requests import RawCookie
+from .session import EXPIRY_UNKNOWN, Session
+
+logger = logging.getLogger("renewal_middleware")
+
+HEADER_KEY_LENGTH = 64
+
+
+def parse_cookies(cookie_header: str | None) -> dict[str, str]:
+    """The request's cookies by name (Starlette's parser, as browsers send them)."""
+    return cookie_parser(cookie_header) if cookie_header else {}
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.blake2b(value.encode("latin-1", "replace"), digest_size=16).digest()
+
+
+class SessionLoader:
+    """Reads, verifies and encodes sessions, remembering what it verified."""
+
+    def __init__(self, settings: Settings, cookie: SessionCookie) -> None:
+        self.cookie = cookie
+        self._max_age = settings.session_lifetime_seconds
+        # A token with more than this left is fresh whatever its lifetime (see assess()).
+        self._grace = settings.grace_seconds
+        self._maxsize = settings.session_cache_size
+        self._decoded: TTLCache[bytes, SessionView] = TTLCache(settings.session_cache_size)
+        # Last bytes of a Cookie header -> (the whole header, its answer, fresh until).
+        # A plain dict, evicted oldest first: a hit costs no bookkeeping.
+        self._headers: dict[RawCookie, tuple[RawCookie, Serve, float]] = {}
+        self._lock = threading.Lock()
+
+    def known(self, cookie: RawCookie, now: float) -> Serve | None:
+        """The answer for a Cookie header seen before whose session is fresh at ``now``."""
+        entry = self._headers.get(cookie[-HEADER_KEY_LENGTH:])
+        if entry is not None and entry[2] > now and entry[0] == cookie:
+            return entry[1]
+        return None
+
+    def remember_header(self, cookie: RawCookie, view: SessionView) -> None:
+        """Let :meth:`known` answer ``cookie`` while ``view``'s token is far from renewal."""
+        session = view.session
+        until = view.signed_at + self._max_age
+        if session.expires_at != EXPIRY_UNKNOWN:
+            until = min(until, session.expires_at - self._grace)
+        with self._lock:
+            headers = self._headers
+            headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, until)
+            while len(headers) > self._maxsize:
+                del headers[next(iter(headers))]
+
+    def load(self, cookie_header: str | None, now: float) -> Loaded:
+        """The session the request's cookies hold, verified once per distinct value."""
+        if not cookie_header or self.cookie.name not in cookie_header:
+            return NOTHING
+        return self.load_cookies(parse_cookies(cookie_header), now)
+
+    def load_cookies(self, cookies: Mapping[str, str], now: float) -> Loaded:
+        """:meth:`load` for cookies already parsed."""
+        raw, present = self.cookie.read(cookies)
+        if raw is None:
+            return Loaded(None, present, invalid=bool(present))
+        view = self._decoded.get(_digest(raw), now)
+        if view is not None:
+            return Loaded(view, present)
+        decoded = self.cookie.decode(raw)
+        session = Session.from_payload(decoded[0]) if decoded else None
+        if decoded is None or session is None:
+            if decoded is not None:
+                logger.info("refused a session cookie of the wrong shape")
+            return Loaded(None, present, invalid=True)
+        return Loaded(self._remember(raw, SessionView(session, decoded[1])), present)
+
+    def encode(self, session: Session, now: float) -> str:
+        """The cookie value of ``session``, remembered as verified."""
+        value = self.cookie.encode(session.to_payload())
+        self._remember(value, SessionView(session, int(now)))
+        return value
+
+    def view_of(self, value: str, session: Session, now: float) -> SessionView:
+        """The view of a value :meth:`encode` made (built again if it was forgotten)."""
+        view = self._decoded.get(_digest(value), now)
+        return view if view is not None else SessionView(session, int(now))
+
+    def _remember(self, raw: str, view: SessionView) -> SessionView:
+        # Cached until the signature itself would be too old to accept.
+        self._decoded.put(_digest(raw), view, view.signed_at + self._max_age)
+        return view

@@ -1,0 +1,239 @@
+"""The middleware's own routes: ``/login``, ``/callback``, ``/silent`` and ``/logout``.
+
+Each route is a flow (a generator of provider effects, see :mod:`renewal_middleware.oidc`)
+that ends in a :class:`~renewal_middleware.replies.Reply`. Time is passed in; the clock
+is read only to start a backoff after a provider call failed, since a timeout ends
+after ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from .authorization import authorization_code, authorization_url, redirect_uri
+from .config import Settings
+from .context import Loaded
+from .errors import AuthenticationError, ProviderUnavailable, RenewalError, TokenRequestRejected
+from .loading import SessionLoader, parse_cookies
+from .oidc import Flow, Provider
+from .renewal import Backoff
+from .replies import Reply, error_reply, method_not_allowed, redirect, silent_page, wants_json
+from .requests import Request, parse_query, safe_return_to
+from .session import Session
+from .transaction import Kind, LoginTransaction, Mode, Transactions
+
+logger = logging.getLogger("renewal_middleware")
+
+Handler = Callable[[Request, float], Flow[Reply]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Callback:
+    """A callback whose transaction checked out: what its answer needs, success or not."""
+
+    tx: LoginTransaction
+    loaded: Loaded
+    #: Set-Cookie values that end the transaction (and abandoned ones).
+    done: tuple[str, ...]
+    as_json: bool
+
+    @property
+    def iframe(self) -> bool:
+        return self.tx.kind == "silent" and self.tx.mode == "iframe"
+
+
+class Routes:
+    """Answers the middleware's own paths."""
+
+    def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
+                 transactions: Transactions, backoff: Backoff,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.sessions = sessions
+        self.transactions = transactions
+        self.backoff = backoff
+        self.clock = clock
+        self._table: dict[str, tuple[frozenset[str], Handler]] = {
+            settings.login_path: (frozenset({"GET", "HEAD"}), self._login_route),
+            settings.callback_path: (frozenset({"GET"}), self._callback_route),
+            settings.silent_path: (frozenset({"GET"}), self._silent_route),
+            settings.logout_path: (frozenset({"GET", "POST"}), self._logout_route),
+        }
+        #: Every path answered here (and never passed to the app).
+        self.paths = frozenset(self._table)
+
+    def answer(self, request: Request, now: float) -> Reply | Flow[Reply]:
+        """The answer (or the flow that makes it) for a request to one of :attr:`paths`."""
+        methods, handler = self._table[request.path]
+        if request.method not in methods:
+            return method_not_allowed(methods, wants_json(request.header("accept")))
+        return self._guarded(request, handler(request, now))
+
+    def _guarded(self, request: Request, flow: Flow[Reply]) -> Flow[Reply]:
+        try:
+            return (yield from flow)
+        except RenewalError as exc:
+            logger.warning("%s %s failed: %s", request.method, request.path, exc.message)
+            return error_reply(exc, wants_json(request.header("accept")))
+
+    def _login_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.login(parse_query(request.query_string), now)
+
+    def _callback_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.callback("login", parse_query(request.query_string), request.header("cookie"),
+                             request.header("accept"), now)
+
+    def _silent_route(self, request: Request, now: float) -> Flow[Reply]:
+        query = parse_query(request.query_string)
+        if {"state", "code", "error"}.isdisjoint(query):
+            return self.silent_start(query, now)
+        return self.callback("silent", query, request.header("cookie"), request.header("accept"),
+                             now)
+
+    def _logout_route(self, request: Request, now: float) -> Flow[Reply]:
+        return self.logout(request.header("cookie"), now)
+
+    # -- starting an authorization --------------------------------------------------------
+
+    def login(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
+        """``GET /login``: start the code flow with PKCE; state, nonce in a transaction cookie."""
+        return (yield from self._authorize(
+            LoginTransaction.start("login", safe_return_to(query.get("return_to"))), now))
+
+    def silent_start(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
+        """``GET /silent`` without a response: start a silent renewal."""
+        mode: Mode = "iframe" if query.get("mode") == "iframe" else "redirect"
+        return (yield from self.silent_redirect(query.get("return_to", "/"), now, mode))
+
+    def silent_redirect(self, return_to: str, now: float, mode: Mode = "redirect"
+                        ) -> Flow[Reply]:
+        """Send a page load through a prompt=none authorization and back to ``/silent``.
+
+        In ``iframe`` mode (a hidden iframe loading ``/silent?mode=iframe``, as in
+        the classic ``silent.html`` pattern) ``/silent`` ends with a page that posts
+        ``{ok, expires_at}`` or ``{ok, error}`` to the parent, targeted at the app's
+        own origin only; the tokens stay in the HttpOnly cookie.
+        """
+        return (yield from self._authorize(
+            LoginTransaction.start("silent", safe_return_to(return_to), mode), now))
+
+    def _authorize(self, tx: LoginTransaction, now: float) -> Flow[Reply]:
+        meta = yield from self.provider.metadata(now)
+        location = authorization_url(self.settings, meta.authorization_endpoint, tx)
+        return redirect(location, [self.transactions.set_cookie(tx)])
+
+    # -- the authorization response -------------------------------------------------------
+
+    def callback(self, kind: Kind, query: Mapping[str, str], cookie_header: str | None,
+                 accept: str | None, now: float) -> Flow[Reply]:
+        """``GET /callback`` (kind ``login``) and ``GET /silent`` with a response (``silent``)."""
+        as_json = wants_json(accept)
+        cookies = parse_cookies(cookie_header)
+        tx = self.transactions.read(kind, query.get("state", ""), cookies)
+        if tx is None:
+            logger.info("%s callback refused: unknown or expired state", kind)
+            return error_reply(AuthenticationError(
+                "This sign-in link is unknown or has expired. Please sign in again.",
+                code="unknown_state"), as_json)
+        done = self.transactions.end(tx, cookies)
+        call = _Callback(tx, self.sessions.load_cookies(cookies, now), done, as_json)
+        try:
+            meta = yield from self.provider.metadata(now)
+            code = authorization_code(query, meta)
+            session = yield from self._redeem(call, code, now)
+            value = self.sessions.encode(session, now)
+        except TokenRequestRejected as exc:
+            return self._failed(call, _code_refused(kind, exc))
+        except RenewalError as exc:
+            logger.info("%s callback refused: %s", kind, exc.code)
+            return self._failed(call, exc)
+        logger.info("%s for %s: session %s", "login" if kind == "login" else "silent renewal",
+                    session.sub, session.id)
+        set_cookies = [*self.sessions.cookie.set_headers(value, call.loaded.present), *done]
+        if call.iframe:
+            return silent_page({"ok": True, "expires_at": session.expires_at},
+                               self.settings.base_url, set_cookies)
+        return redirect(safe_return_to(tx.return_to), set_cookies)
+
+    def _redeem(self, call: _Callback, code: str, now: float) -> Flow[Session]:
+        """Exchange ``code`` and check its ID token: the new session (a renewed one if silent)."""
+        tx, view = call.tx, call.loaded.view
+        previous = view.session if tx.kind == "silent" and view is not None else None
+        token = yield from self.provider.exchange_code(
+            now, code, redirect_uri(self.settings, tx.kind), tx.verifier)
+        claims = yield from self._id_token_claims(
+            token, tx.nonce, now, previous.sub if previous else None)
+        return Session.from_token_response(token, claims, int(now), previous=previous)
+
+    def _id_token_claims(self, token: Mapping[str, Any], nonce: str, now: float,
+                         expected_sub: str | None) -> Flow[dict[str, Any]]:
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise AuthenticationError("The provider sent no ID token.", code="invalid_id_token")
+        claims = yield from self.provider.validate_id_token(
+            now, id_token, nonce=nonce, access_token=str(token["access_token"]),
+            expected_sub=expected_sub)
+        if expected_sub is None:  # a new login: fetch the profile once
+            extra = yield from self.provider.userinfo(now, str(token["access_token"]),
+                                                      claims["sub"])
+            claims = {**extra, **claims}
+        return claims
+
+    def _failed(self, call: _Callback, error: RenewalError) -> Reply:
+        if call.tx.kind == "login":
+            return error_reply(error, call.as_json, call.done)
+        if isinstance(error, ProviderUnavailable):
+            # Keep the session; don't bounce through the provider again for a while.
+            if call.loaded.view is not None:
+                self.backoff.failed(call.loaded.view.session.id, self.clock(), error.retry_after)
+            headers = list(call.done)
+        else:
+            # Silent renewal refused: the session is over, continue as anonymous.
+            headers = [*self.sessions.cookie.clear_headers(call.loaded.present), *call.done]
+        if call.iframe:
+            return silent_page({"ok": False, "error": error.code}, self.settings.base_url,
+                               headers)
+        return redirect(safe_return_to(call.tx.return_to), headers)
+
+    # -- logout -------------------------------------------------------------------------------
+
+    def logout(self, cookie_header: str | None, now: float) -> Flow[Reply]:
+        """``GET|POST /logout``: revoke, clear every chunk, and log out at the provider."""
+        loaded = self.sessions.load(cookie_header, now)
+        clear = self.sessions.cookie.clear_headers(loaded.present)
+        local = redirect(self.settings.post_logout_path, clear)
+        try:
+            meta = yield from self.provider.metadata(now)
+        except ProviderUnavailable:
+            logger.warning("logout while the provider is unreachable: local logout only")
+            return local
+        session = loaded.view.session if loaded.view else None
+        if session is not None and session.refresh_token and meta.revocation_endpoint:
+            try:
+                yield from self.provider.revoke(meta, session.refresh_token)
+            except (ProviderUnavailable, TokenRequestRejected) as exc:
+                logger.warning("could not revoke the refresh token: %s", exc.message)
+        if session is not None:
+            logger.info("logout of session %s", session.id)
+        if not meta.end_session_endpoint:
+            return local
+        params = {"post_logout_redirect_uri": self.settings.post_logout_redirect_uri,
+                  "client_id": self.settings.client_id}
+        if session is not None and session.id_token:
+            params["id_token_hint"] = session.id_token
+        separator = "&" if "?" in meta.end_session_endpoint else "?"
+        return redirect(meta.end_session_endpoint + separator + urlencode(params), clear)
+
+
+def _code_refused(kind: Kind, exc: TokenRequestRejected) -> AuthenticationError:
+    if exc.error in ("invalid_client", "unauthorized_client"):
+        logger.error("%s callback: %s: check the client settings", kind, exc.error)
+    else:
+        logger.info("%s callback: code refused (%s)", kind, exc.error)
+    return AuthenticationError("The provider refused the sign-in code. Please sign in again.",
+                               code="code_rejected")

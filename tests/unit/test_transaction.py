@@ -1,0 +1,101 @@
+"""Login transactions: their typed record, its cookie form, and how they end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from renewal_middleware.transaction import (
+    MAX_PENDING_LOGINS,
+    LoginTransaction,
+    Transactions,
+)
+from tests.unit.helpers import FakeClock, is_deletion, make_settings, set_cookie_pairs
+
+
+@pytest.fixture
+def transactions(clock: FakeClock) -> Transactions:
+    return Transactions(make_settings(), clock)
+
+
+def cookies_of(transactions: Transactions, *txs: LoginTransaction) -> dict[str, str]:
+    return set_cookie_pairs([transactions.set_cookie(tx) for tx in txs])
+
+
+def test_a_transaction_round_trips_through_its_payload() -> None:
+    tx = LoginTransaction.start("silent", "/page?x=1", "iframe")
+    assert LoginTransaction.from_payload(tx.to_payload()) == tx
+
+
+def test_each_transaction_has_fresh_secrets() -> None:
+    first, second = LoginTransaction.start("login", "/"), LoginTransaction.start("login", "/")
+    for name in ("state", "nonce", "verifier"):
+        assert getattr(first, name) != getattr(second, name)
+    assert len(first.verifier) >= 43  # RFC 7636: 43 to 128 characters
+
+
+def test_secrets_stay_out_of_its_repr() -> None:
+    tx = LoginTransaction.start("login", "/")
+    assert tx.nonce not in repr(tx) and tx.verifier not in repr(tx)
+
+
+@pytest.mark.parametrize("change", [
+    {"k": "signup"}, {"m": "popup"}, {"s": 1}, {"n": None}, {"v": ["x"]}, {"r": {}},
+])
+def test_a_payload_of_the_wrong_shape_is_no_transaction(change: dict[str, Any]) -> None:
+    payload: dict[str, Any] = {**LoginTransaction.start("login", "/").to_payload(), **change}
+    assert LoginTransaction.from_payload(payload) is None
+
+
+@pytest.mark.parametrize("payload", [None, [], "tx", {}])
+def test_what_is_not_a_payload_is_no_transaction(payload: object) -> None:
+    assert LoginTransaction.from_payload(payload) is None
+
+
+def test_its_cookie_reads_back_on_its_own_route_only(transactions: Transactions) -> None:
+    tx = LoginTransaction.start("login", "/after")
+    cookies = cookies_of(transactions, tx)
+    assert transactions.read("login", tx.state, cookies) == tx
+    assert transactions.read("silent", tx.state, cookies) is None
+
+
+def test_a_cookie_under_another_state_is_refused(transactions: Transactions) -> None:
+    tx, other = LoginTransaction.start("login", "/"), LoginTransaction.start("login", "/")
+    cookies = {transactions.prefix + other.state: cookies_of(transactions, tx)[
+        transactions.prefix + tx.state]}
+    assert transactions.read("login", other.state, cookies) is None
+
+
+@pytest.mark.parametrize("state", ["", "x" * 129])
+def test_an_empty_or_overlong_state_is_refused(transactions: Transactions, state: str) -> None:
+    assert transactions.read("login", state, {transactions.prefix + state: "v"}) is None
+
+
+def test_a_transaction_expires_with_the_login_timeout(
+        transactions: Transactions, clock: FakeClock) -> None:
+    tx = LoginTransaction.start("login", "/")
+    cookies = cookies_of(transactions, tx)
+    clock.advance(make_settings().login_timeout_seconds + 1)
+    assert transactions.read("login", tx.state, cookies) is None
+
+
+def test_ending_deletes_its_own_cookie_and_keeps_a_few_others(
+        transactions: Transactions) -> None:
+    pending = [LoginTransaction.start("login", "/") for _ in range(MAX_PENDING_LOGINS - 1)]
+    tx = LoginTransaction.start("login", "/")
+    ended = transactions.end(tx, cookies_of(transactions, tx, *pending))
+    assert all(is_deletion(c) for c in ended)
+    assert list(set_cookie_pairs(ended)) == [transactions.prefix + tx.state]
+
+
+def test_ending_clears_abandoned_transactions_once_they_pile_up(
+        transactions: Transactions) -> None:
+    # A browser sends /silent only the cookies scoped to it: silent transactions.
+    pending = [LoginTransaction.start("silent", "/") for _ in range(MAX_PENDING_LOGINS)]
+    tx = LoginTransaction.start("silent", "/")
+    cookies = {**cookies_of(transactions, tx, *pending), "unrelated": "1"}
+    ended = transactions.end(tx, cookies)
+    assert set(set_cookie_pairs(ended)) == {name for name in cookies if name != "unrelated"}
+    # Deleted on the path they were set on, or the browser would keep them.
+    assert all("Path=/silent" in c for c in ended)
