@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from benchmarks.common import STARLETTE_SECRET, settings
+from benchmarks.common import STARLETTE_SECRET, count_provider_requests, settings
 from renewal_middleware import RenewalMiddleware, WSGIRenewalMiddleware
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def renewal_against_provider() -> ASGIApp:
     async def count(request: Any) -> None:
         sent[urlsplit(str(request.url)).path] += 1
 
-    mw.transport.client.event_hooks["request"].append(count)
+    count_provider_requests(mw, count)
     return mw
 
 

@@ -1,5 +1,8 @@
 """What every benchmark shares: settings, a realistic token set, and cookies minted with the
-middleware's own codec (so that every request carries a valid session far from renewal)."""
+middleware's own codec (so that every request carries a valid session far from renewal).
+
+:class:`Codec` and :func:`count_provider_requests` hold every call the benchmarks make into
+the package beyond its public API (the middlewares, ``Session``, the request context)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,8 @@ from joserfc.jwk import RSAKey
 from starlette.types import Message
 
 from renewal_middleware import RenewalMiddleware, Session, WSGIRenewalMiddleware
+from renewal_middleware.config import Settings
+from renewal_middleware.flows import Flows
 
 #: Secret keys are fixed so that cookies minted here verify in the server processes.
 SECRET_KEY = "bench-secret-key-0123456789abcdef-0123456789abcdef"
@@ -106,11 +112,49 @@ def cookie_header_from_set_cookies(set_cookies: list[str]) -> str:
     return "; ".join(c.split(";", 1)[0] for c in set_cookies)
 
 
+# -- the package's internals: the only calls past its public API ---------------------------------
+
+
+class Codec:
+    """The middleware's own session-cookie codec: mints cookies, reads them back."""
+
+    def __init__(self, flows: Flows) -> None:
+        self.flows = flows
+
+    @classmethod
+    def of(cls, mw: RenewalMiddleware | WSGIRenewalMiddleware) -> Codec:
+        """The codec ``mw`` reads its cookies with (its settings and keys)."""
+        return cls(mw.flows)
+
+    @classmethod
+    def against(cls, issuer: str, client_id: str, client_secret: str, base_url: str) -> Codec:
+        """The codec of a middleware with :data:`SECRET_KEY` served against ``issuer``."""
+        return cls(Flows(Settings.load(issuer=issuer, client_id=client_id,
+                                       client_secret=client_secret, secret_keys=[SECRET_KEY],
+                                       base_url=base_url), time.time))
+
+    def mint(self, session: Session, now: float) -> tuple[str, list[str]]:
+        """(cookie value, Set-Cookie values) of ``session``."""
+        value = self.flows.sessions.encode(session, now)
+        return value, self.flows.sessions.cookie.set_headers(value, ())
+
+    def refresh_token(self, cookie_header: str) -> str:
+        """The refresh token of the session in ``cookie_header``."""
+        view = self.flows.sessions.load(cookie_header, time.time()).view
+        assert view is not None and view.session.refresh_token
+        return view.session.refresh_token
+
+
+def count_provider_requests(mw: RenewalMiddleware,
+                            hook: Callable[[Any], Awaitable[None]]) -> None:
+    """Call ``hook`` with every request ``mw`` sends to the provider (httpx event hook)."""
+    mw.transport.client.event_hooks["request"].append(hook)
+
+
 def renewal_cookie(mw: RenewalMiddleware | WSGIRenewalMiddleware, tokens: TokenSet,
                    now: float) -> tuple[str, list[str]]:
     """(Cookie header, Set-Cookie values) of ``tokens``, minted with the middleware's codec."""
-    value = mw.flows.sessions.encode(tokens.session(), now)
-    set_cookies = mw.flows.sessions.cookie.set_headers(value, ())
+    _, set_cookies = Codec.of(mw).mint(tokens.session(), now)
     return cookie_header_from_set_cookies(set_cookies), set_cookies
 
 

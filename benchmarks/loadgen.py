@@ -87,12 +87,12 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        script = str(ROOT / "benchmarks" / "serve.py")
+        """The server's command; it runs in the repository root (see benchmarks.serve)."""
+        serve = [sys.executable, "-m", "benchmarks.serve"]
         if self.kind == "uvicorn":
-            return [sys.executable, script, "uvicorn", self.app, str(self.port),
+            return [*serve, "uvicorn", self.app, str(self.port),
                     "--loop", self.loop, "--http", self.http]
-        return [sys.executable, script, "waitress", self.app, str(self.port),
-                "--threads", str(self.threads)]
+        return [*serve, "waitress", self.app, str(self.port), "--threads", str(self.threads)]
 
     def start(self) -> Server:
         env = {**os.environ, **self.env}

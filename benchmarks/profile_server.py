@@ -1,13 +1,13 @@
 """Where a served request's CPU goes: py-spy samples a uvicorn server under wrk load.
 
     pip install py-spy
-    python benchmarks/profile_server.py [APP ...] [--seconds 15]
+    python -m benchmarks.profile_server [APP ...] [--seconds 15]
 
 APP is a name of benchmarks.apps.ASGI_APPS (default: bare and renewal_encrypted). For each, a
-server runs on core 0 with a valid session cookie sent by wrk on core 1 (as in run.py P1a);
-py-spy records it (raw collapsed stacks in benchmarks/pyspy-APP.txt) and this prints the share
-of the on-CPU samples in each layer: the middleware's own frames, Starlette, the server
-(uvicorn, uvloop, httptools) and the event loop.
+server runs on core 0 with a valid session cookie sent by wrk on core 1 (as in P1a,
+benchmarks/passthrough.py); py-spy records it (raw collapsed stacks in benchmarks/pyspy-APP.txt)
+and this prints the share of the on-CPU samples in each layer: the middleware's own frames,
+Starlette, the server (uvicorn, uvloop, httptools) and the event loop.
 """
 
 from __future__ import annotations
@@ -19,12 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
-
-from benchmarks import apps, loadgen  # noqa: E402
-from benchmarks.common import TokenFactory, renewal_cookie, starlette_cookies  # noqa: E402
+from benchmarks import apps, loadgen
+from benchmarks.common import TokenFactory, renewal_cookie, starlette_cookies
+from benchmarks.suite import ROOT
 
 
 def layer(stack: list[str]) -> str:

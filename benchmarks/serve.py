@@ -1,21 +1,15 @@
-"""Serve one app of benchmarks.apps under uvicorn or waitress (started by run.py, pinned).
+"""Serve one app of benchmarks.apps under uvicorn or waitress (started by the suite, pinned).
 
-    python benchmarks/serve.py uvicorn renewal_encrypted PORT [--loop auto] [--http auto]
-    python benchmarks/serve.py waitress wsgi_renewal_encrypted PORT [--threads 4]
+    python -m benchmarks.serve uvicorn renewal_encrypted PORT [--loop auto] [--http auto]
+    python -m benchmarks.serve waitress wsgi_renewal_encrypted PORT [--threads 4]
 
-The repository root goes at the END of sys.path (as in run.py), so an installed
-renewal_middleware (tox) is the one served, the same one run.py mints cookies with.
+Started in the repository root, like the suite (``python -m benchmarks``): both import the
+source tree's renewal_middleware, so the one served is the one the cookies are minted with.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python benchmarks/token_rtt.py TOKEN_ENDPOINT CLIENT_ID CLIENT_SECRET REFRESH_TOKEN
 
-Started by run.py pinned like the servers, so that the round trip alone and the renewing
+Started by the suite (P3) pinned like the servers, so that the round trip alone and the renewing
 request see the same placement (client on the server core, provider on the other). Each line
 on stdin asks for one refresh_token grant with an httpx.AsyncClient kept open (as the
 middleware's pooled client is); each answer is a line on stdout: the seconds it took, or
