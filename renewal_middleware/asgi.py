@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _raw_cookie(scope: Scope) -> bytes | None:
+def _raw_cookie(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
     found: bytes | None = None
-    for key, value in scope["headers"]:
+    for key, value in headers:
         if key == b"cookie":
             found = value if found is None else found + b"; " + value
     return found
@@ -46,7 +46,7 @@ class _ASGIRequest:
 
     def header(self, name: str) -> str | None:
         if name == "cookie":
-            raw = _raw_cookie(self._scope)
+            raw = _raw_cookie(self._scope["headers"])
             return None if raw is None else raw.decode("latin-1")
         key = name.encode("latin-1")
         for header, value in self._scope["headers"]:
@@ -80,27 +80,40 @@ class RenewalMiddleware:
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self._lifespan(scope, receive, send)
-            elif scope["type"] == "websocket":
-                await self._websocket(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+        kind = scope["type"]
+        if kind == "http":
+            # Runs on every request of the app: inlined, and one dict lookup in the core.
+            now = self.clock()
+            cookie = None
+            for key, value in scope["headers"]:
+                if key == b"cookie":
+                    cookie = value if cookie is None else cookie + b"; " + value
+            serve = self.flows.pass_through(scope["path"], cookie, now)
+            if serve is None:
+                answer = await self._answer(scope, cookie, now)
+                if isinstance(answer, Reply):
+                    await _send_reply(send, answer)
+                    return
+                serve = answer
+        elif kind == "websocket":
+            cookie = _raw_cookie(scope["headers"])
+            serve = self.flows.websocket(None if cookie is None else cookie.decode("latin-1"),
+                                         self.clock())
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
             return
-        now = self.clock()
-        cookie = _raw_cookie(scope)
-        serve = self.flows.pass_through(scope["path"], cookie, now)
-        if serve is None:
-            answer = await self._answer(scope, cookie, now)
-            if isinstance(answer, Reply):
-                await _send_reply(send, answer)
-                return
-            serve = answer
-        # Starlette's keys, and our own that an inner auth middleware does not overwrite.
+        else:
+            await self.app(scope, receive, send)
+            return
+        # Starlette's two keys; our context (see access.py) where an inner auth middleware
+        # does not overwrite it, and without growing the scope Starlette then extends.
         scope["user"] = serve.user
         scope["auth"] = serve.auth
-        scope[CONTEXT_KEY] = serve
+        state = scope.get("state")
+        if type(state) is dict:
+            state[CONTEXT_KEY] = serve
+        else:
+            scope[CONTEXT_KEY] = serve
         if serve.set_cookies:
             send = _adding_cookies(send, serve.set_cookies)
         await self.app(scope, receive, send)
@@ -132,15 +145,6 @@ class RenewalMiddleware:
 
     def _refresher(self, step: RunRefresh) -> Callable[[], Awaitable[Outcome]]:
         return lambda: self._run(self.flows.refresh_session(step.session, step.now))
-
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cookie = _raw_cookie(scope)
-        serve = self.flows.websocket(None if cookie is None else cookie.decode("latin-1"),
-                                     self.clock())
-        scope["user"] = serve.user
-        scope["auth"] = serve.auth
-        scope[CONTEXT_KEY] = serve
-        await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan to the app, closing the client at shutdown; speak it alone for apps

@@ -20,7 +20,7 @@ from .config import Settings
 from .context import ANONYMOUS, Loaded, Serve, SessionView
 from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
-from .loading import SessionLoader
+from .loading import HEADER_KEY_LENGTH, SessionLoader
 from .oidc import Effect, Flow, Provider
 from .renewal import (
     Backoff,
@@ -91,7 +91,7 @@ class Flows:
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
                              self.backoff, clock)
         self._route_paths = self.routes.paths
-        self._known = self.sessions.known
+        self._headers = self.sessions.headers
 
     def pass_through(self, path: str, cookie: RawCookie | None, now: float) -> Serve | None:
         """The answer for the common case, or ``None`` when :meth:`handle` must decide.
@@ -104,7 +104,10 @@ class Flows:
             return None
         if cookie is None:
             return ANONYMOUS
-        return self._known(cookie, now)
+        entry = self._headers.get(cookie[-HEADER_KEY_LENGTH:])
+        if entry is not None and entry[2] > now and entry[0] == cookie:
+            return entry[1]
+        return None
 
     def handle(self, request: Request, now: float, raw_cookie: RawCookie | None = None
                ) -> Serve | Reply | RequestFlow:

@@ -5,10 +5,11 @@ more than the app itself (~230 µs). So a verified value is remembered twice:
 
 - by a digest of the session cookie's value (:meth:`SessionLoader.load`), safe
   because the value is exactly what was verified;
-- by the whole Cookie header (:meth:`SessionLoader.known`), so that a browser
+- by the whole Cookie header (:attr:`SessionLoader.headers`), so that a browser
   repeating its header is answered with a dict lookup and one comparison, without
-  even parsing the header. Its key is the header's last bytes (where the session's
-  signature usually is): hashing a short key is what makes the lookup cheap.
+  even parsing the header (:meth:`~renewal_middleware.flows.Flows.pass_through`).
+  Its key is the header's last bytes (where the session's signature usually is):
+  hashing a short key is what makes the lookup cheap.
 """
 
 from __future__ import annotations
@@ -51,26 +52,19 @@ class SessionLoader:
         self._grace = settings.grace_seconds
         self._maxsize = settings.session_cache_size
         self._decoded: TTLCache[bytes, SessionView] = TTLCache(settings.session_cache_size)
-        # Last bytes of a Cookie header -> (the whole header, its answer, fresh until).
-        # A plain dict, evicted oldest first: a hit costs no bookkeeping.
-        self._headers: dict[RawCookie, tuple[RawCookie, Serve, float]] = {}
+        #: Last bytes of a Cookie header -> (the whole header, its answer, until when the
+        #: answer holds). A plain dict, evicted oldest first: a hit costs no bookkeeping.
+        self.headers: dict[RawCookie, tuple[RawCookie, Serve, float]] = {}
         self._lock = threading.Lock()
 
-    def known(self, cookie: RawCookie, now: float) -> Serve | None:
-        """The answer for a Cookie header seen before whose session is fresh at ``now``."""
-        entry = self._headers.get(cookie[-HEADER_KEY_LENGTH:])
-        if entry is not None and entry[2] > now and entry[0] == cookie:
-            return entry[1]
-        return None
-
     def remember_header(self, cookie: RawCookie, view: SessionView) -> None:
-        """Let :meth:`known` answer ``cookie`` while ``view``'s token is far from renewal."""
+        """Let the pass-through answer ``cookie`` while ``view``'s token is far from renewal."""
         session = view.session
         until = view.signed_at + self._max_age
         if session.expires_at != EXPIRY_UNKNOWN:
             until = min(until, session.expires_at - self._grace)
         with self._lock:
-            headers = self._headers
+            headers = self.headers
             headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, until)
             while len(headers) > self._maxsize:
                 del headers[next(iter(headers))]
