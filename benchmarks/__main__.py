@@ -23,11 +23,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cookie_bytes, loadgen, memory, meta, passthrough, provider, report
+from benchmarks import (
+    cookie_bytes,
+    instructions,
+    loadgen,
+    memory,
+    meta,
+    passthrough,
+    provider,
+    report,
+)
 from benchmarks.suite import RESULTS, Context, Cookies, Phase, loadavg, log, plan
 
 #: The phases in the order they are measured (the table has its own order: report.PHASES).
-MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, memory, provider)
+MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, memory, provider)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
