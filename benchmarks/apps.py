@@ -20,7 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from benchmarks.common import STARLETTE_SECRET, count_provider_requests, settings
 from renewal_middleware import RenewalMiddleware, WSGIRenewalMiddleware
@@ -56,6 +56,16 @@ def bare() -> Starlette:
     return Starlette(routes=[Route("/", ok), Route("/__bench/who", who)])
 
 
+def asgi_layer() -> ASGIApp:
+    """The floor of any ASGI middleware: a pure layer that only calls the app."""
+    app = bare()
+
+    async def layer(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+
+    return layer
+
+
 def starlette_session() -> ASGIApp:
     return SessionMiddleware(bare(), secret_key=STARLETTE_SECRET)
 
@@ -70,6 +80,7 @@ def renewal_encrypted() -> RenewalMiddleware:
 
 ASGI_APPS = {
     "bare": bare,
+    "asgi_layer": asgi_layer,
     "starlette_session": starlette_session,
     "renewal_signed": renewal_signed,
     "renewal_encrypted": renewal_encrypted,

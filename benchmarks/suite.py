@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results.json"
 LABELS = {
     "bare": "bare Starlette app",
+    "asgi_layer": "pure ASGI layer (only calls the app)",
     "starlette_session": "Starlette SessionMiddleware",
     "renewal_signed": "RenewalMiddleware, signed",
     "renewal_encrypted": "RenewalMiddleware, signed+encrypted",
@@ -86,7 +87,7 @@ class Cookies:
         return self.renewal[kind][index][0]
 
     def digest(self, app: str, index: int = 0) -> str | None:
-        if app in ("bare", "wsgi_bare"):
+        if app in ("bare", "asgi_layer", "wsgi_bare"):
             return None
         return apps._digest(self.sets[index].access_token)
 
