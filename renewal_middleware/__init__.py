@@ -2,7 +2,7 @@
 
 from .access import access_token, current_credentials, current_user, logged_in_user
 from .asgi import RenewalMiddleware
-from .config import Secret, Settings
+from .config import Settings
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -12,6 +12,7 @@ from .errors import (
     TokenRequestRejected,
 )
 from .session import OIDCUser, Session, TokenCredentials
+from .values import Secret
 from .wsgi import WSGIRenewalMiddleware
 
 __all__ = [

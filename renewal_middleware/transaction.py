@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Literal, cast
+from typing import Literal, cast, get_args
 
 from .config import Settings
 from .cookies import CookieWriter, SignedCodec
@@ -19,8 +19,8 @@ from .cookies import CookieWriter, SignedCodec
 Kind = Literal["login", "silent"]
 #: How a silent renewal reports back: a redirect, or a page posting to its parent frame.
 Mode = Literal["redirect", "iframe"]
-KINDS: tuple[Kind, ...] = ("login", "silent")
-MODES: tuple[Mode, ...] = ("redirect", "iframe")
+KINDS: tuple[Kind, ...] = get_args(Kind)
+MODES: tuple[Mode, ...] = get_args(Mode)
 #: Past this many pending login transactions, finishing one clears the others.
 MAX_PENDING_LOGINS = 8
 #: A longer ``state`` is not one we made (ours are 32 characters).
