@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,9 +15,17 @@ from .config import Options, Settings
 from .context import Serve
 from .errors import RenewalError
 from .flows import Flows, RunRefresh, Step
+from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
+from .stores import open_async_store
+from .stores.base import Lock, StoreUnavailable
+from .stores.effects import ReleaseLock, TakeLock, perform_async
 from .transport import AsyncTransport
+
+logger = logging.getLogger("renewal_middleware")
+#: The largest body read for the back-channel logout route (a logout token is ~1 KB).
+MAX_BODY = 64 * 1024
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -36,10 +45,11 @@ def _raw_cookie(headers: list[tuple[bytes, bytes]]) -> bytes | None:
 class _ASGIRequest:
     """A :class:`~renewal_middleware.requests.Request` over an ASGI scope."""
 
-    __slots__ = ("_scope", "method", "path", "query_string")
+    __slots__ = ("_scope", "body", "method", "path", "query_string")
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, body: bytes = b"") -> None:
         self._scope = scope
+        self.body = body
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: str = scope.get("query_string", b"").decode("latin-1")
@@ -78,16 +88,20 @@ class RenewalMiddleware:
         self.flows = Flows(self.settings, clock)
         self.transport = AsyncTransport(self.settings)
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
+        self.store = open_async_store(self.settings, clock)
+        self._tombstones = self.flows.tombstones
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
             # Runs on every request of the app: one dict lookup in the core.
             now = self.clock()
+            if now >= self._tombstones.sync_at:
+                await self._sync_tombstones(now)
             cookie = _raw_cookie(scope["headers"])
             serve = self.flows.pass_through(scope["path"], cookie, now)
             if serve is None:
-                answer = await self._answer(scope, cookie, now)
+                answer = await self._answer(scope, receive, cookie, now)
                 if isinstance(answer, Reply):
                     await _send_reply(send, answer)
                     return
@@ -112,36 +126,96 @@ class RenewalMiddleware:
         else:
             scope[CONTEXT_KEY] = serve
         if serve.set_cookies:
-            send = _adding_cookies(send, serve.set_cookies)
+            send = self._adding_cookies(send, serve)
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, cookie: bytes | None, now: float) -> Serve | Reply:
-        handled = self.flows.handle(_ASGIRequest(scope), now, cookie)
+    async def _answer(self, scope: Scope, receive: Receive, cookie: bytes | None, now: float
+                      ) -> Serve | Reply:
+        body = b""
+        if scope["path"] == self.settings.backchannel_logout_path and scope["method"] == "POST":
+            body = await _read_body(receive)
+        handled = self.flows.handle(_ASGIRequest(scope, body), now, cookie)
         if isinstance(handled, (Serve, Reply)):
             return handled
         return await self._run(handled)
 
     async def _run(self, flow: Generator[Step, Any, T]) -> T:
-        """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
+        """Drive a flow: provider calls on the pooled client, store calls on the store,
+        refreshes through single-flight. A lock the flow did not release is released."""
         value: Any = None
         error: RenewalError | None = None
-        while True:
-            try:
-                step = flow.throw(error) if error is not None else flow.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            try:
-                if isinstance(step, RunRefresh):
-                    value = await self.coordinator.single_flight(step.key, self._refresher(step))
-                else:
-                    value = await self.transport.perform(step)
-                error = None
-            except RenewalError as exc:
-                value, error = None, exc
+        held: list[Lock] = []
+        try:
+            while True:
+                try:
+                    step = flow.throw(error) if error is not None else flow.send(value)
+                except StopIteration as stop:
+                    result: T = stop.value
+                    return result
+                try:
+                    value, error = await self._perform(step), None
+                except RenewalError as exc:
+                    value, error = None, exc
+                if isinstance(step, TakeLock) and value is not None:
+                    held.append(value)
+                elif isinstance(step, ReleaseLock) and step.lock in held:
+                    held.remove(step.lock)
+        finally:
+            for lock in held:
+                await self._release(lock)
+
+    async def _perform(self, step: Step) -> Any:
+        if isinstance(step, RunRefresh):
+            return await self.coordinator.single_flight(step.key, self._refresher(step))
+        if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):
+            return await self.transport.perform(step)
+        try:
+            return await perform_async(self.store, step)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a store must not turn into a 500
+            logger.exception("the store failed")
+            raise StoreUnavailable(f"the store failed ({type(exc).__name__})") from exc
+
+    async def _release(self, lock: Lock) -> None:
+        try:
+            await self.store.release(lock)
+        except Exception:  # it frees itself after its TTL
+            logger.warning("a renewal lock was left to expire", exc_info=True)
 
     def _refresher(self, step: RunRefresh) -> Callable[[], Awaitable[Outcome]]:
-        return lambda: self._run(self.flows.refresh_session(step.session, step.now))
+        return lambda: self._run(self.flows.lineages.renew(step.session, step.now))
+
+    async def _sync_tombstones(self, now: float) -> None:
+        """Learn the sessions other processes ended (at most once a second)."""
+        since = self._tombstones.due(now)
+        try:
+            self.flows.learn(await self.store.tombstones(since), now)
+        except Exception as exc:
+            logger.warning("tombstones not synced: %s", exc)
+
+    def _adding_cookies(self, send: Send, serve: Serve) -> Send:
+        """``send`` with the serve's Set-Cookie added, decided when the response starts."""
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                cookies = serve.set_cookies
+                if serve.renewal is not None:
+                    cookies = await self._final_cookies(serve)
+                encoded = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
+                message = {**message, "headers": [*message.get("headers", []), *encoded]}
+            await send(message)
+
+        return send_with_cookies
+
+    async def _final_cookies(self, serve: Serve) -> tuple[str, ...]:
+        assert serve.renewal is not None
+        try:
+            known = await self.store.read(serve.renewal.session.id)
+        except Exception as exc:
+            logger.warning("renewal cookie set without checking the store: %s", exc)
+            known = None
+        return self.flows.final_cookies(serve, known, self.clock())
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan to the app, closing the client at shutdown; speak it alone for apps
@@ -180,19 +254,22 @@ class RenewalMiddleware:
                 return
 
     async def aclose(self) -> None:
-        """Close the pooled HTTP client (done at lifespan shutdown)."""
+        """Close the pooled HTTP client and the store (done at lifespan shutdown)."""
         await self.transport.aclose()
+        await self.store.close()
 
 
-def _adding_cookies(send: Send, cookies: tuple[str, ...]) -> Send:
-    encoded = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
-
-    async def send_with_cookies(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), *encoded]}
-        await send(message)
-
-    return send_with_cookies
+async def _read_body(receive: Receive) -> bytes:
+    """The request body, up to :data:`MAX_BODY` bytes (the rest is not read)."""
+    body = b""
+    while len(body) <= MAX_BODY:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    return body[:MAX_BODY]
 
 
 async def _send_reply(send: Send, reply: Reply) -> None:

@@ -61,6 +61,9 @@ class Options(TypedDict, total=False):
     clock_skew_seconds: int | str
     refresh_result_seconds: int | str
     session_cache_size: int | str
+    store: str
+    store_directory: str | None
+    backchannel_logout_path: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,14 @@ class Settings:
     #: How many verified sessions are remembered (about 6 KB each); more active sessions
     #: than this cost a signature check and a decryption per request.
     session_cache_size: int = 4096
+    #: Where every process serving the app shares renewals and logouts: ``host`` (the
+    #: workers of this host, nothing to run), ``memory`` (this process only) or a
+    #: ``redis://`` / ``rediss://`` URL (several hosts; extra ``renewal-middleware[redis]``).
+    store: str = "host"
+    #: The ``host`` store's directory (default: one per user and client under the temp dir).
+    store_directory: str | None = None
+    #: OpenID Connect Back-Channel Logout: the provider POSTs logout tokens here.
+    backchannel_logout_path: str = "/backchannel-logout"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -146,6 +157,11 @@ class Settings:
         return self.base_url + self.post_logout_path
 
     @property
+    def lock_seconds(self) -> float:
+        """How long a renewal may hold its session's lock: two provider calls and a margin."""
+        return 2 * self.http_timeout_seconds + 5
+
+    @property
     def secure_cookies(self) -> bool:
         return urlsplit(self.base_url).scheme.lower() == "https"
 
@@ -185,13 +201,17 @@ class Settings:
             "callback_path": self.callback_path,
             "silent_path": self.silent_path,
             "logout_path": self.logout_path,
+            "backchannel_logout_path": self.backchannel_logout_path,
         }
         for name, path in {**paths, "post_logout_path": self.post_logout_path,
                            "cookie_path": self.cookie_path}.items():
             if not path.startswith("/") or path.startswith("//"):
                 fail(name, "must be an absolute path starting with a single '/'")
         if len(set(paths.values())) != len(paths):
-            fail("login_path", "login, callback, silent and logout paths must all differ")
+            fail("login_path", "the middleware's own paths must all differ")
+        if self.store not in ("host", "memory") and urlsplit(self.store).scheme not in (
+                "redis", "rediss"):
+            fail("store", "must be 'host', 'memory' or a redis:// or rediss:// URL")
         if self.cookie_samesite == "none" and not self.secure_cookies:
             fail("cookie_samesite", "'none' needs an https base_url (browsers require Secure)")
         for name in ("grace_seconds", "login_timeout_seconds", "clock_skew_seconds",
@@ -211,6 +231,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "audience": as_optional_str,
     "encrypt_cookies": as_bool,
     "cookie_domain": as_optional_str,
+    "store_directory": as_optional_str,
     "grace_seconds": as_int,
     "session_lifetime_seconds": as_int,
     "login_timeout_seconds": as_int,

@@ -33,14 +33,26 @@ class SessionView:
         return f"SessionView(session={self.session!r}, signed_at={self.signed_at})"
 
 
+@dataclasses.dataclass(frozen=True)
+class Renewal:
+    """The session cookie a renewal sets, checked again when the response starts: by then
+    the store may know a newer generation, or the end of the session."""
+
+    session: Session
+    #: The names of the session cookies (or chunks) the request carried.
+    present: tuple[str, ...]
+
+
 class Serve:
     """Call the app with this session (or anonymously) and add these Set-Cookie values."""
 
-    __slots__ = ("auth", "set_cookies", "user", "view")
+    __slots__ = ("auth", "renewal", "set_cookies", "user", "view")
 
-    def __init__(self, view: SessionView | None, set_cookies: tuple[str, ...] = ()) -> None:
+    def __init__(self, view: SessionView | None, set_cookies: tuple[str, ...] = (),
+                 renewal: Renewal | None = None) -> None:
         self.view = view
         self.set_cookies = set_cookies
+        self.renewal = renewal
         # Plain attributes: the drivers read them on every request.
         self.user: BaseUser = view.user if view else ANONYMOUS_USER
         self.auth: AuthCredentials = view.auth if view else ANONYMOUS_AUTH

@@ -49,12 +49,13 @@ def _signer_with_clock(clock: Callable[[], float]) -> type[TimestampSigner]:
 class SignedCodec:
     """JSON payloads (encrypted, by default) signed with rotating keys and a timestamp."""
 
-    def __init__(self, settings: Settings, salt: str, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, salt: str, clock: Callable[[], float],
+                 encrypt: bool | None = None) -> None:
         secrets = [k.reveal() for k in settings.secret_keys]
         self._clock = clock
         self._skew = settings.clock_skew_seconds
         extra: dict[str, Any] = {}
-        if settings.encrypt_cookies:
+        if settings.encrypt_cookies if encrypt is None else encrypt:
             extra["serializer"] = EncryptedJSON(secrets, salt)
         else:
             # ASCII: a lone surrogate in a claim is valid JSON but cannot be UTF-8 encoded.

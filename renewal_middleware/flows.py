@@ -17,10 +17,12 @@ from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 from .config import Settings
-from .context import ANONYMOUS, Loaded, Serve, SessionView
+from .context import ANONYMOUS, Loaded, Renewal, Serve, SessionView
 from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
+from .lineage import Lineages
 from .loading import HEADER_KEY_LENGTH, SessionLoader
+from .logout import Logouts
 from .oidc import Effect, Flow, Provider
 from .renewal import (
     Backoff,
@@ -36,6 +38,9 @@ from .replies import Reply, unauthorized_reply
 from .requests import RawCookie, Request, request_is_navigation
 from .routes import Routes
 from .session import EXPIRY_UNKNOWN, Session
+from .stores.base import Lineage, Tombstone
+from .stores.effects import StoreEffect
+from .tombstones import Tombstones
 from .transaction import Transactions
 
 logger = logging.getLogger("renewal_middleware")
@@ -62,8 +67,8 @@ Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
 
 @dataclasses.dataclass(frozen=True)
 class RunRefresh:
-    """Yielded by :meth:`Flows.handle`: the driver runs :meth:`Flows.refresh_session` for
-    ``session`` through its single-flight coordinator (on ``key``) and sends the outcome back."""
+    """Yielded by :meth:`Flows.handle`: the driver runs :meth:`Lineages.renew` for ``session``
+    through its single-flight coordinator (on ``key``) and sends the outcome back."""
 
     key: str
     session: Session
@@ -71,7 +76,7 @@ class RunRefresh:
 
 
 #: What a request's flow yields: provider effects, plus at most one coordinated refresh.
-Step = Effect | RunRefresh
+Step = Effect | StoreEffect | RunRefresh
 #: The flow of a whole request, ending in what to do with it.
 RequestFlow = Generator[Step, Any, "Serve | Reply"]
 
@@ -88,8 +93,12 @@ class Flows:
         self.transactions = Transactions(settings, clock)
         self.results = RefreshResults(settings.refresh_result_seconds)
         self.backoff = Backoff()
+        self.tombstones = Tombstones(shared=settings.store != "memory")
+        self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
+        self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
+                               self.tombstones, self.learn)
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
-                             self.backoff, clock)
+                             self.backoff, self.logouts, clock)
         self._route_paths = self.routes.paths
         self._headers = self.sessions.headers
 
@@ -122,7 +131,7 @@ class Flows:
         cookie = request.header("cookie")
         if cookie is None:
             return ANONYMOUS
-        loaded = self.sessions.load(cookie, now)
+        loaded = self._load(cookie, now)
         if loaded.view is not None:
             self.sessions.remember_header(cookie if raw_cookie is None else raw_cookie,
                                           loaded.view)
@@ -132,9 +141,20 @@ class Flows:
             return decision
         return self._renew(request, loaded, decision, now)
 
+    def _load(self, cookie: str | None, now: float) -> Loaded:
+        loaded = self.sessions.load(cookie, now)
+        if loaded.view is not None and self.tombstones.ends(loaded.view.session):
+            return Loaded(None, loaded.present, invalid=True)  # ended elsewhere: clear it
+        return loaded
+
+    def learn(self, tombstones: list[Tombstone], synced_at: float | None = None) -> None:
+        """Sessions that ended (here or, through the store, elsewhere): stop serving them."""
+        if self.tombstones.learn(tombstones, synced_at):
+            self.sessions.forget(self.tombstones.ends)
+
     def websocket(self, cookie_header: str | None, now: float) -> Serve:
         """A handshake cannot carry Set-Cookie: attach a valid session, never renew."""
-        view = self.sessions.load(cookie_header, now).view
+        view = self._load(cookie_header, now).view
         if view is None:
             return ANONYMOUS
         expires_at = view.session.expires_at
@@ -232,6 +252,11 @@ class Flows:
             return Ended(exc.code)
         logger.info("renewed session %s (expires in %ss)", session.id,
                     renewed.expires_at - int(now) if renewed.expires_at else "?")
+        if EXPIRY_UNKNOWN != renewed.expires_at <= session.expires_at:
+            # Some providers hand the same token back: no new grant until it has expired.
+            logger.info("session %s: the renewed token is already due; next try at expiry",
+                        session.id)
+            self.backoff.hold(session.id, renewed.expires_at)
         return Renewed(renewed, value)
 
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,
@@ -240,7 +265,22 @@ class Flows:
         if isinstance(outcome, Renewed):
             view: SessionView = self.sessions.view_of(outcome.cookie_value, outcome.session, now)
             headers = self.sessions.cookie.set_headers(outcome.cookie_value, loaded.present)
-            return Serve(view, tuple(headers))
+            return Serve(view, tuple(headers), Renewal(outcome.session, loaded.present))
         if isinstance(outcome, Ended):
             return Serve(None, tuple(self.sessions.cookie.clear_headers(loaded.present)))
         return self._unavailable(loaded, freshness, navigation())
+
+    def final_cookies(self, serve: Serve, known: Lineage | None, now: float) -> tuple[str, ...]:
+        """The Set-Cookie values of a renewal's response, decided as it starts: never a
+        generation older than the store's newest, never a cookie for an ended session."""
+        renewal = serve.renewal
+        if renewal is None:
+            return serve.set_cookies
+        session = renewal.session
+        if (known is not None and known.ended) or self.tombstones.ends(session):
+            return tuple(self.sessions.cookie.clear_headers(renewal.present))
+        newest = self.lineages.newest(session, known)
+        if newest is session:
+            return serve.set_cookies
+        value = self.sessions.encode(newest, now)
+        return tuple(self.sessions.cookie.set_headers(value, renewal.present))

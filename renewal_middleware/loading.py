@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.requests import cookie_parser
 
@@ -68,6 +68,13 @@ class SessionLoader:
             headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, until)
             while len(headers) > self._maxsize:
                 del headers[next(iter(headers))]
+
+    def forget(self, ended: Callable[[Session], bool]) -> None:
+        """Stop answering the headers of ``ended`` sessions from the pass-through."""
+        with self._lock:
+            for key, (_, serve, _) in list(self.headers.items()):
+                if serve.view is not None and ended(serve.view.session):
+                    del self.headers[key]
 
     def load(self, cookie_header: str | None, now: float) -> Loaded:
         """The session the request's cookies hold, verified once per distinct value."""

@@ -159,6 +159,10 @@ class Backoff:
     def succeeded(self, key: str) -> None:
         self._state.pop(key)
 
+    def hold(self, key: str, until: float) -> None:
+        """No attempt before ``until`` (a renewal that did not extend the token's life)."""
+        self._state.put(key, (0, until), until)
+
 
 class AsyncRefreshCoordinator:
     """At most one refresh in flight per refresh token; every waiter shares its outcome."""

@@ -20,6 +20,8 @@ class Request(Protocol):
     method: str
     path: str
     query_string: str
+    #: The body, read by the drivers for the back-channel logout route only (else empty).
+    body: bytes
 
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (lower case), or ``None``."""

@@ -1,4 +1,4 @@
-"""The middleware's own routes: ``/login``, ``/callback``, ``/silent`` and ``/logout``.
+"""The middleware's own routes: ``/login``, ``/callback``, ``/silent``, and the logouts.
 
 Each route is a flow (a generator of provider effects, see :mod:`renewal_middleware.oidc`)
 that ends in a :class:`~renewal_middleware.replies.Reply`. Time is passed in; the clock
@@ -12,13 +12,14 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 from .authorization import authorization_code, authorization_url, redirect_uri
 from .config import Settings
 from .context import Loaded
 from .errors import AuthenticationError, ProviderUnavailable, RenewalError, TokenRequestRejected
+from .lineage import SharedFlow
 from .loading import SessionLoader, parse_cookies
+from .logout import Logouts
 from .oidc import Flow, Provider
 from .renewal import Backoff
 from .replies import Reply, error_reply, method_not_allowed, redirect, silent_page, wants_json
@@ -28,7 +29,7 @@ from .transaction import Kind, LoginTransaction, Mode, Transactions
 
 logger = logging.getLogger("renewal_middleware")
 
-Handler = Callable[[Request, float], Flow[Reply]]
+Handler = Callable[[Request, float], SharedFlow[Reply]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,31 +51,33 @@ class Routes:
     """Answers the middleware's own paths."""
 
     def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
-                 transactions: Transactions, backoff: Backoff,
+                 transactions: Transactions, backoff: Backoff, logouts: Logouts,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
         self.provider = provider
         self.sessions = sessions
         self.transactions = transactions
         self.backoff = backoff
+        self.logouts = logouts
         self.clock = clock
         self._table: dict[str, tuple[frozenset[str], Handler]] = {
             settings.login_path: (frozenset({"GET", "HEAD"}), self._login_route),
             settings.callback_path: (frozenset({"GET"}), self._callback_route),
             settings.silent_path: (frozenset({"GET"}), self._silent_route),
             settings.logout_path: (frozenset({"GET", "POST"}), self._logout_route),
+            settings.backchannel_logout_path: (frozenset({"POST"}), self._backchannel_route),
         }
         #: Every path answered here (and never passed to the app).
         self.paths = frozenset(self._table)
 
-    def answer(self, request: Request, now: float) -> Reply | Flow[Reply]:
+    def answer(self, request: Request, now: float) -> Reply | SharedFlow[Reply]:
         """The answer (or the flow that makes it) for a request to one of :attr:`paths`."""
         methods, handler = self._table[request.path]
         if request.method not in methods:
             return method_not_allowed(methods, wants_json(request.header("accept")))
         return self._guarded(request, handler(request, now))
 
-    def _guarded(self, request: Request, flow: Flow[Reply]) -> Flow[Reply]:
+    def _guarded(self, request: Request, flow: SharedFlow[Reply]) -> SharedFlow[Reply]:
         try:
             return (yield from flow)
         except RenewalError as exc:
@@ -95,8 +98,11 @@ class Routes:
         return self.callback("silent", query, request.header("cookie"), request.header("accept"),
                              now)
 
-    def _logout_route(self, request: Request, now: float) -> Flow[Reply]:
-        return self.logout(request.header("cookie"), now)
+    def _logout_route(self, request: Request, now: float) -> SharedFlow[Reply]:
+        return self.logouts.logout(request.header("cookie"), now)
+
+    def _backchannel_route(self, request: Request, now: float) -> SharedFlow[Reply]:
+        return self.logouts.backchannel(request.body, now)
 
     # -- starting an authorization --------------------------------------------------------
 
@@ -199,35 +205,6 @@ class Routes:
             return silent_page({"ok": False, "error": error.code}, self.settings.base_url,
                                headers)
         return redirect(safe_return_to(call.tx.return_to), headers)
-
-    # -- logout -------------------------------------------------------------------------------
-
-    def logout(self, cookie_header: str | None, now: float) -> Flow[Reply]:
-        """``GET|POST /logout``: revoke, clear every chunk, and log out at the provider."""
-        loaded = self.sessions.load(cookie_header, now)
-        clear = self.sessions.cookie.clear_headers(loaded.present)
-        local = redirect(self.settings.post_logout_path, clear)
-        try:
-            meta = yield from self.provider.metadata(now)
-        except ProviderUnavailable:
-            logger.warning("logout while the provider is unreachable: local logout only")
-            return local
-        session = loaded.view.session if loaded.view else None
-        if session is not None and session.refresh_token and meta.revocation_endpoint:
-            try:
-                yield from self.provider.revoke(meta, session.refresh_token)
-            except (ProviderUnavailable, TokenRequestRejected) as exc:
-                logger.warning("could not revoke the refresh token: %s", exc.message)
-        if session is not None:
-            logger.info("logout of session %s", session.id)
-        if not meta.end_session_endpoint:
-            return local
-        params = {"post_logout_redirect_uri": self.settings.post_logout_redirect_uri,
-                  "client_id": self.settings.client_id}
-        if session is not None and session.id_token:
-            params["id_token_hint"] = session.id_token
-        separator = "&" if "?" in meta.end_session_endpoint else "?"
-        return redirect(meta.end_session_endpoint + separator + urlencode(params), clear)
 
 
 def _code_refused(kind: Kind, exc: TokenRequestRejected) -> AuthenticationError:

@@ -37,6 +37,10 @@ class Session:
     id_token: str | None = dataclasses.field(repr=False)
     claims: Mapping[str, Any] = dataclasses.field(repr=False)
     scope: str = ""
+    #: Incremented by every renewal: the newest generation is the one whose cookie may be set.
+    generation: int = 0
+    #: When the user logged in (Unix time); kept across renewals.
+    login_at: int = 0
 
     @property
     def sub(self) -> str:
@@ -65,6 +69,10 @@ class Session:
             payload["it"] = self.id_token
         if self.scope:
             payload["sc"] = self.scope
+        if self.generation:
+            payload["g"] = self.generation
+        if self.login_at:
+            payload["li"] = self.login_at
         return payload
 
     @classmethod
@@ -74,14 +82,17 @@ class Session:
             return None
         sid, at, exp, iat, claims = (payload.get(k) for k in ("id", "at", "exp", "iat", "c"))
         rt, it, sc = payload.get("rt"), payload.get("it"), payload.get("sc", "")
+        gen, login_at = payload.get("g", 0), payload.get("li", 0)
         if not (isinstance(sid, str) and isinstance(at, str) and at
                 and type(exp) is int and type(iat) is int and isinstance(claims, dict)
                 and isinstance(claims.get("sub"), str)
                 and (rt is None or (isinstance(rt, str) and rt))
-                and (it is None or isinstance(it, str)) and isinstance(sc, str)):
+                and (it is None or isinstance(it, str)) and isinstance(sc, str)
+                and type(gen) is int and gen >= 0 and type(login_at) is int):
             return None
         return cls(id=sid, access_token=at, expires_at=exp, obtained_at=iat,
-                   refresh_token=rt, id_token=it, claims=claims, scope=sc)
+                   refresh_token=rt, id_token=it, claims=claims, scope=sc,
+                   generation=gen, login_at=login_at)
 
     @classmethod
     def from_token_response(
@@ -107,6 +118,8 @@ class Session:
             id_token=str(id_token) if id_token else None,
             claims=user_claims,
             scope=str(token.get("scope") or (previous.scope if previous else "")),
+            generation=previous.generation + 1 if previous else 0,
+            login_at=previous.login_at if previous else now,
         )
 
 

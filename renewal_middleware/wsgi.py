@@ -9,6 +9,7 @@ and :func:`renewal_middleware.access_token` (from ``environ["renewal_middleware"
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Generator, Iterable
 from http import HTTPStatus
@@ -20,8 +21,12 @@ from .config import Options, Settings
 from .context import Serve
 from .errors import RenewalError
 from .flows import Flows, RunRefresh, Step
+from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import Outcome, ThreadRefreshCoordinator
 from .replies import Reply
+from .stores import open_sync_store
+from .stores.base import Lock, StoreUnavailable
+from .stores.effects import ReleaseLock, TakeLock, perform
 from .transport import SyncTransport
 
 if TYPE_CHECKING:
@@ -29,15 +34,19 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 T = TypeVar("T")
+logger = logging.getLogger("renewal_middleware")
+#: The largest body read for the back-channel logout route (a logout token is ~1 KB).
+MAX_BODY = 64 * 1024
 
 
 class _WSGIRequest:
     """A :class:`~renewal_middleware.requests.Request` over a WSGI environ."""
 
-    __slots__ = ("_environ", "method", "path", "query_string")
+    __slots__ = ("_environ", "body", "method", "path", "query_string")
 
-    def __init__(self, environ: WSGIEnvironment) -> None:
+    def __init__(self, environ: WSGIEnvironment, body: bytes = b"") -> None:
         self._environ = environ
+        self.body = body
         self.method: str = environ.get("REQUEST_METHOD", "GET")
         self.path: str = environ.get("PATH_INFO") or "/"
         self.query_string: str = environ.get("QUERY_STRING", "")
@@ -68,10 +77,14 @@ class WSGIRenewalMiddleware:
         self.flows = Flows(self.settings, clock)
         self.transport = SyncTransport(self.settings)
         self.coordinator = ThreadRefreshCoordinator(self.flows.results, clock)
+        self.store = open_sync_store(self.settings, clock)
+        self._tombstones = self.flows.tombstones
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse
                  ) -> Iterable[bytes]:
         now = self.clock()
+        if now >= self._tombstones.sync_at:
+            self._sync_tombstones(now)
         serve = self.flows.pass_through(environ.get("PATH_INFO") or "/",
                                         environ.get("HTTP_COOKIE"), now)
         if serve is None:
@@ -83,47 +96,103 @@ class WSGIRenewalMiddleware:
             serve = answer
         environ[CONTEXT_KEY] = serve
         if serve.set_cookies:
-            start_response = _adding_cookies(start_response, serve.set_cookies)
+            start_response = self._adding_cookies(start_response, serve)
         return self.app(environ, start_response)
 
     def _answer(self, environ: WSGIEnvironment, now: float) -> Serve | Reply:
-        handled = self.flows.handle(_WSGIRequest(environ), now)
+        body = b""
+        if (environ.get("PATH_INFO") == self.settings.backchannel_logout_path
+                and environ.get("REQUEST_METHOD") == "POST"):
+            body = _read_body(environ)
+        handled = self.flows.handle(_WSGIRequest(environ, body), now)
         if isinstance(handled, (Serve, Reply)):
             return handled
         return self._run(handled)
 
     def _run(self, flow: Generator[Step, Any, T]) -> T:
-        """Drive a flow: provider calls on the pooled client, refreshes through single-flight."""
+        """Drive a flow: provider calls on the pooled client, store calls on the store,
+        refreshes through single-flight. A lock the flow did not release is released."""
         value: Any = None
         error: RenewalError | None = None
-        while True:
-            try:
-                step = flow.throw(error) if error is not None else flow.send(value)
-            except StopIteration as stop:
-                result: T = stop.value
-                return result
-            try:
-                if isinstance(step, RunRefresh):
-                    value = self.coordinator.single_flight(step.key, self._refresher(step))
-                else:
-                    value = self.transport.perform(step)
-                error = None
-            except RenewalError as exc:
-                value, error = None, exc
+        held: list[Lock] = []
+        try:
+            while True:
+                try:
+                    step = flow.throw(error) if error is not None else flow.send(value)
+                except StopIteration as stop:
+                    result: T = stop.value
+                    return result
+                try:
+                    value, error = self._perform(step), None
+                except RenewalError as exc:
+                    value, error = None, exc
+                if isinstance(step, TakeLock) and value is not None:
+                    held.append(value)
+                elif isinstance(step, ReleaseLock) and step.lock in held:
+                    held.remove(step.lock)
+        finally:
+            for lock in held:
+                self._release(lock)
+
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, RunRefresh):
+            return self.coordinator.single_flight(step.key, self._refresher(step))
+        if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):
+            return self.transport.perform(step)
+        try:
+            return perform(self.store, step)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a store must not turn into a 500
+            logger.exception("the store failed")
+            raise StoreUnavailable(f"the store failed ({type(exc).__name__})") from exc
+
+    def _release(self, lock: Lock) -> None:
+        try:
+            self.store.release(lock)
+        except Exception:  # it frees itself after its TTL
+            logger.warning("a renewal lock was left to expire", exc_info=True)
 
     def _refresher(self, step: RunRefresh) -> Callable[[], Outcome]:
-        return lambda: self._run(self.flows.refresh_session(step.session, step.now))
+        return lambda: self._run(self.flows.lineages.renew(step.session, step.now))
+
+    def _sync_tombstones(self, now: float) -> None:
+        """Learn the sessions other processes ended (at most once a second)."""
+        since = self._tombstones.due(now)
+        try:
+            self.flows.learn(self.store.tombstones(since), now)
+        except Exception as exc:
+            logger.warning("tombstones not synced: %s", exc)
+
+    def _adding_cookies(self, start_response: StartResponse, serve: Serve) -> StartResponse:
+        """``start_response`` with the serve's Set-Cookie added, decided as it is called."""
+
+        def start_with_cookies(status: str, headers: list[tuple[str, str]],
+                               exc_info: Any = None) -> Callable[[bytes], object]:
+            cookies = serve.set_cookies
+            if serve.renewal is not None:
+                try:
+                    known = self.store.read(serve.renewal.session.id)
+                except Exception as exc:
+                    logger.warning("renewal cookie set without checking the store: %s", exc)
+                    known = None
+                cookies = self.flows.final_cookies(serve, known, self.clock())
+            extra = [("set-cookie", c) for c in cookies]
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return start_with_cookies
 
     def close(self) -> None:
-        """Close the pooled HTTP client."""
+        """Close the pooled HTTP client and the store."""
         self.transport.close()
+        self.store.close()
 
 
-def _adding_cookies(start_response: StartResponse, cookies: tuple[str, ...]) -> StartResponse:
-    extra = [("set-cookie", c) for c in cookies]
-
-    def start_with_cookies(status: str, headers: list[tuple[str, str]],
-                           exc_info: Any = None) -> Callable[[bytes], object]:
-        return start_response(status, [*headers, *extra], exc_info)
-
-    return start_with_cookies
+def _read_body(environ: WSGIEnvironment) -> bytes:
+    """The request body, up to :data:`MAX_BODY` bytes."""
+    try:
+        length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY)
+    except ValueError:
+        return b""
+    stream = environ.get("wsgi.input")
+    return bytes(stream.read(length)) if stream is not None and length > 0 else b""

@@ -18,4 +18,9 @@ export UV_PYTHON_DOWNLOADS=never
 
 python3 -m pip install --quiet --disable-pip-version-check "tox>=4.20" "tox-uv>=1.11"
 (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+if ! command -v redis-server >/dev/null 2>&1; then  # the Redis store tests start their own
+  sudo=$([ "$(id -u)" = 0 ] || echo "sudo -n")
+  $sudo apt-get install -y -q redis-server ||
+    { $sudo apt-get update -q && $sudo apt-get install -y -q redis-server; }
+fi
 exec python3 -m tox run-parallel --parallel-no-spinner --parallel auto "$@"

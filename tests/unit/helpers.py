@@ -17,8 +17,18 @@ from joserfc.jwk import RSAKey
 
 from renewal_middleware.config import Settings
 from renewal_middleware.flows import Flows
-from renewal_middleware.oidc import GetJSON
+from renewal_middleware.oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from renewal_middleware.session import Session
+from renewal_middleware.stores.base import SyncStore
+from renewal_middleware.stores.effects import (
+    Bury,
+    Claim,
+    ReadLineage,
+    ReleaseLock,
+    TakeLock,
+    WriteLineage,
+    perform,
+)
 
 ISSUER = "https://op.example"
 BASE_URL = "https://app.example"
@@ -63,6 +73,7 @@ def make_settings(**overrides: Any) -> Settings:
         "client_secret": CLIENT_SECRET,
         "secret_keys": [KEY_A],
         "base_url": BASE_URL,
+        "store": "memory",
     }
     values.update(overrides)
     return Settings.load(environ={}, **values)
@@ -138,6 +149,23 @@ def run_flow(flow: Generator[Effect, Any, Any], handler: Handler) -> tuple[Any, 
             value, error = handler(effect), None
         except Exception as exc:
             value, error = None, exc
+
+
+def with_store(handler: Handler, store: SyncStore) -> Handler:
+    """``handler`` for provider effects; store effects are performed on ``store``."""
+
+    def handle(effect: Any) -> Any:
+        if isinstance(effect, (ReadLineage, WriteLineage, TakeLock, ReleaseLock, Bury, Claim)):
+            return perform(store, effect)
+        return handler(effect)
+
+    return handle
+
+
+def provider_effects(effects: list[Any]) -> list[Effect]:
+    """The provider calls among ``effects`` (store calls left out)."""
+    return [e for e in effects if isinstance(e, (GetJSON, TokenRequest, RevokeRequest,
+                                                 UserInfoRequest))]
 
 
 def answer_discovery(effect: Effect, discovery: dict[str, Any] | None = None) -> Any:

@@ -11,7 +11,7 @@ from renewal_middleware import RenewalMiddleware
 
 SETTINGS: dict[str, Any] = dict(
     issuer="http://127.0.0.1:9", client_id="c", client_secret="s", secret_keys=["x" * 40],
-    base_url="http://127.0.0.1:8000")
+    base_url="http://127.0.0.1:8000", store="memory")
 
 
 async def refuses_lifespan(scope: Scope, receive: Receive, send: Send) -> None:

@@ -26,7 +26,7 @@ ISSUER = "http://127.0.0.1:9"
 def make_settings() -> Settings:
     # An empty environment: RENEWAL_* variables of the machine running the tests do not count.
     return Settings.load(environ={}, issuer=ISSUER, client_id="client", client_secret="secret",
-                         secret_keys=["x" * 40], base_url=BASE_URL)
+                         secret_keys=["x" * 40], base_url=BASE_URL, store="memory")
 
 
 def session_cookie(middleware: RenewalMiddleware, *, expires_in: int = 3600,

@@ -27,7 +27,8 @@ def make_settings(**overrides: Any) -> Settings:
     # An empty environment: RENEWAL_* variables of the machine running the tests do not count.
     options: dict[str, Any] = {
         "issuer": "http://127.0.0.1:9", "client_id": "client", "client_secret": "secret",
-        "secret_keys": ["x" * 40], "base_url": BASE_URL, **overrides,
+        "secret_keys": ["x" * 40], "base_url": BASE_URL, "store": "memory",
+        **overrides,
     }
     return Settings.load(environ={}, **options)
 

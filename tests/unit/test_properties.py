@@ -124,7 +124,7 @@ def make_settings(**overrides: Any) -> Settings:
     # An empty environment: RENEWAL_* variables of whoever runs the tests must not leak in.
     values: dict[str, Any] = {"issuer": ISSUER, "client_id": CLIENT_ID,
                               "client_secret": CLIENT_SECRET, "secret_keys": [SECRET_KEY],
-                              "base_url": BASE_URL}
+                              "base_url": BASE_URL, "store": "memory"}
     return Settings.load(environ={}, **{**values, **overrides})
 
 

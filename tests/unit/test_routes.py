@@ -19,6 +19,7 @@ from renewal_middleware.flows import Flows
 from renewal_middleware.oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from renewal_middleware.replies import Reply
 from renewal_middleware.session import Session
+from renewal_middleware.stores.memory import MemoryStore
 from tests.unit.drive import (
     JSON,
     NOW,
@@ -47,11 +48,13 @@ from tests.unit.helpers import (
     make_session,
     make_settings,
     mint,
+    provider_effects,
     run_flow,
     s256,
     session_cookie_header,
     set_cookie_pairs,
     unsigned_token,
+    with_store,
 )
 
 # -- login -----------------------------------------------------------------------------------
@@ -371,13 +374,15 @@ def test_logout_revokes_clears_and_redirects_to_the_provider(flows: Flows) -> No
     session = big_session()
     header_ = session_cookie_header(flows, session)
     assert "renewal_session.1=" in header_  # chunked
-    flow = flows.routes.logout(header_, T0)
-    assert next(flow) == GetJSON(DISCOVERY_URL)
-    assert flow.send(DISCOVERY) == RevokeRequest(DISCOVERY["revocation_endpoint"], "rt-1",
-                                                 "refresh_token")
-    with pytest.raises(StopIteration) as stop:
-        flow.send(None)
-    reply = stop.value.value
+    store = MemoryStore()
+    reply, effects = run_flow(flows.logouts.logout(header_, T0),
+                              with_store(lambda e: answer_discovery(e)
+                                         if isinstance(e, GetJSON) else None, store))
+    assert provider_effects(effects) == [
+        GetJSON(DISCOVERY_URL),
+        RevokeRequest(DISCOVERY["revocation_endpoint"], "rt-1", "refresh_token")]
+    known = store.read(session.id)
+    assert known is not None and known.ended  # no process sets its cookie again
     assert reply.status == 302
     endpoint, query = location_query(reply)
     assert endpoint == DISCOVERY["end_session_endpoint"]
@@ -389,14 +394,18 @@ def test_logout_revokes_clears_and_redirects_to_the_provider(flows: Flows) -> No
     assert all(is_deletion(c) for c in set_cookies(reply))
 
 
+def logout_flow(flows: Flows) -> Any:
+    return flows.logouts.logout(session_cookie_header(flows, make_session()), T0)
+
+
 def test_logout_still_logs_out_when_revocation_fails(flows: Flows) -> None:
     def handle(effect: Any) -> Any:
         if isinstance(effect, GetJSON):
             return DISCOVERY
         raise ProviderUnavailable("down")
 
-    reply, effects = run_flow(flows.routes.logout(session_cookie_header(flows, make_session()), T0),
-                              handle)
+    reply, effects = run_flow(logout_flow(flows),
+                              with_store(handle, MemoryStore()))
     assert isinstance(effects[-1], RevokeRequest)
     assert location_query(reply)[0] == DISCOVERY["end_session_endpoint"]
 
@@ -404,9 +413,9 @@ def test_logout_still_logs_out_when_revocation_fails(flows: Flows) -> None:
 def test_logout_without_end_session_endpoint_is_local(flows: Flows) -> None:
     doc = {k: v for k, v in DISCOVERY.items()
            if k not in ("end_session_endpoint", "revocation_endpoint")}
-    reply, effects = run_flow(flows.routes.logout(session_cookie_header(flows, make_session()), T0),
-                              lambda e: answer_discovery(e, doc))
-    assert effects == [GetJSON(DISCOVERY_URL)]
+    reply, effects = run_flow(logout_flow(flows),
+                              with_store(lambda e: answer_discovery(e, doc), MemoryStore()))
+    assert provider_effects(effects) == [GetJSON(DISCOVERY_URL)]
     assert header(reply, "location") == "/"
     assert [c.split("=", 1)[0] for c in set_cookies(reply)] == ["renewal_session"]
 
@@ -415,13 +424,14 @@ def test_logout_while_the_provider_is_down_is_local(flows: Flows) -> None:
     def down(effect: Any) -> Any:
         raise ProviderUnavailable("down")
 
-    reply, _ = run_flow(flows.routes.logout(session_cookie_header(flows, make_session()), T0), down)
+    reply, _ = run_flow(logout_flow(flows),
+                        with_store(down, MemoryStore()))
     assert header(reply, "location") == "/"
     assert all(is_deletion(c) for c in set_cookies(reply))
 
 
 def test_logout_without_session_still_ends_the_provider_session(flows: Flows) -> None:
-    reply, effects = run_flow(flows.routes.logout(None, T0), answer_discovery)
+    reply, effects = run_flow(flows.logouts.logout(None, T0), answer_discovery)
     assert effects == [GetJSON(DISCOVERY_URL)]
     endpoint, query = location_query(reply)
     assert endpoint == DISCOVERY["end_session_endpoint"]

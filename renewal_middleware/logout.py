@@ -1,0 +1,143 @@
+"""Ending sessions everywhere: RP-initiated logout and OpenID Connect Back-Channel Logout.
+
+A logout records a tombstone in the store (so that no process sets the session's
+cookie again, and every process refuses it within a second) and revokes the
+newest refresh token of the lineage: the one the request carries may have been
+rotated already by a renewal elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode
+
+from .config import Settings
+from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
+from .lineage import Lineages, SharedFlow
+from .loading import SessionLoader
+from .logout_token import UNKNOWN_KEY, LogoutClaims, validate_logout_token
+from .oidc import Provider
+from .replies import Reply, error_reply, redirect
+from .session import Session
+from .stores.base import StoreUnavailable, Tombstone
+from .stores.effects import Bury, Claim, ReadLineage, TakeLock
+from .tombstones import Tombstones, session_key
+
+logger = logging.getLogger("renewal_middleware")
+
+
+class Logouts:
+    """``/logout`` and ``/backchannel-logout``."""
+
+    def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
+                 lineages: Lineages, tombstones: Tombstones,
+                 learn: Callable[[list[Tombstone]], None]) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.sessions = sessions
+        self.lineages = lineages
+        self.tombstones = tombstones
+        self._learn = learn
+        self._ttl = float(settings.session_lifetime_seconds)
+
+    def logout(self, cookie_header: str | None, now: float) -> SharedFlow[Reply]:
+        """``GET|POST /logout``: end the session everywhere, revoke, clear every chunk, and
+        log out at the provider."""
+        loaded = self.sessions.load(cookie_header, now)
+        clear = self.sessions.cookie.clear_headers(loaded.present)
+        session = loaded.view.session if loaded.view else None
+        if session is not None:
+            session = yield from self._end(session, now)
+            logger.info("logout of session %s", session.id)
+        local = redirect(self.settings.post_logout_path, clear)
+        try:
+            meta = yield from self.provider.metadata(now)
+        except ProviderUnavailable:
+            logger.warning("logout while the provider is unreachable: local logout only")
+            return local
+        if session is not None and session.refresh_token and meta.revocation_endpoint:
+            try:
+                yield from self.provider.revoke(meta, session.refresh_token)
+            except (ProviderUnavailable, TokenRequestRejected) as exc:
+                logger.warning("could not revoke the refresh token: %s", exc.message)
+        if not meta.end_session_endpoint:
+            return local
+        params = {"post_logout_redirect_uri": self.settings.post_logout_redirect_uri,
+                  "client_id": self.settings.client_id}
+        if session is not None and session.id_token:
+            params["id_token_hint"] = session.id_token
+        separator = "&" if "?" in meta.end_session_endpoint else "?"
+        return redirect(meta.end_session_endpoint + separator + urlencode(params), clear)
+
+    def _end(self, session: Session, now: float) -> SharedFlow[Session]:
+        """Tombstone ``session`` and return its newest generation (whose refresh token is
+        the live one). The lock makes a renewal in flight finish first."""
+        tombstone = Tombstone(session_key(session.id), now)
+        self._learn([tombstone])
+        newest = session
+        try:
+            lock = yield TakeLock(session.id, self.lineages.lock_seconds,
+                                  self.lineages.lock_seconds)
+        except StoreUnavailable as exc:
+            logger.warning("logout of session %s in this process only: %s", session.id,
+                           exc.message)
+            return session
+        try:
+            known = yield ReadLineage(session.id)
+            newest = self.lineages.newest(session, known)
+            yield Bury((tombstone,), self._ttl)
+        except StoreUnavailable as exc:
+            logger.warning("logout of session %s in this process only: %s", session.id,
+                           exc.message)
+        if lock is not None:
+            yield from self.lineages.release(lock)
+        return newest
+
+    def backchannel(self, body: bytes, now: float) -> SharedFlow[Reply]:
+        """``POST /backchannel-logout``: the provider ends sessions by ``sid`` and/or ``sub``."""
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        token = form.get("logout_token")
+        if not token:
+            return _refused("the request has no logout_token")
+        try:
+            claims = yield from self._validated(token, now)
+        except AuthenticationError as exc:
+            logger.warning("back-channel logout refused: %s", exc.message)
+            return _refused(exc.message)
+        if claims.sid is not None:
+            tombstone = Tombstone("sid:" + claims.sid, now)
+        else:
+            tombstone = Tombstone("sub:" + str(claims.sub), now)
+        try:
+            if not (yield Claim("jti:" + claims.jti, self._ttl)):
+                return _refused("the logout_token was used before")
+            yield Bury((tombstone,), self._ttl)
+        except StoreUnavailable as exc:
+            logger.error("back-channel logout not recorded: %s", exc.message)
+            return error_reply(exc, as_json=True)
+        self._learn([tombstone])
+        logger.info("back-channel logout of %s", tombstone.key)
+        return Reply(200, [("cache-control", "no-store")])
+
+
+    def _validated(self, token: str, now: float) -> SharedFlow[LogoutClaims]:
+        meta = yield from self.provider.metadata(now)
+        refetch = False
+        while True:
+            keys = yield from self.provider.keys(now, refetch=refetch)
+            try:
+                return validate_logout_token(
+                    token, keys, issuer=meta.issuer, client_id=self.settings.client_id,
+                    now=now, skew=self.settings.clock_skew_seconds,
+                    algorithms=meta.id_token_algorithms)
+            except AuthenticationError as exc:
+                if exc.code != UNKNOWN_KEY or refetch:
+                    raise
+                refetch = True  # the provider may have rotated its keys
+
+
+def _refused(description: str) -> Reply:
+    """Back-Channel Logout 1.0 §2.8: a logout that failed is a 400."""
+    return error_reply(AuthenticationError(description, code="invalid_request"), True,
+                       status=400)

@@ -1,0 +1,67 @@
+"""This process's copy of the sessions that ended elsewhere (logout, back-channel logout).
+
+Kept as a dict so that checking a session costs a lookup or three; synced from
+the store at most once a second by the drivers, never on the pass-through path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from .session import Session
+from .stores.base import Tombstone
+
+#: How often a driver asks the store for tombstones recorded by other processes.
+SYNC_INTERVAL = 1.0
+#: Tombstones are asked for from a little before the last sync: clocks of hosts differ.
+SYNC_OVERLAP = 5.0
+
+
+def session_key(session_id: str) -> str:
+    return "s:" + session_id
+
+
+class Tombstones:
+    """Ended sessions by key: ``s:<id>``, ``sid:<provider session>``, ``sub:<subject>``."""
+
+    def __init__(self, shared: bool) -> None:
+        self.ended: dict[str, float] = {}
+        #: When the next sync with the store is due (never for a store of one process).
+        self.sync_at = 0.0 if shared else math.inf
+        self._since = 0.0
+
+    def ends(self, session: Session) -> bool:
+        """Whether ``session`` ended: by its id, its provider session, or its subject
+        (a ``sub:`` tombstone ends the sessions that began before it)."""
+        ended = self.ended
+        if not ended:
+            return False
+        if session_key(session.id) in ended:
+            return True
+        sid = session.claims.get("sid")
+        if isinstance(sid, str) and "sid:" + sid in ended:
+            return True
+        at = ended.get("sub:" + session.sub)
+        return at is not None and session.login_at <= at
+
+    def learn(self, tombstones: Iterable[Tombstone], synced_at: float | None = None) -> bool:
+        """Add ``tombstones`` (all the store had since :meth:`due` when ``synced_at`` is
+        given); ``True`` when one of them was new."""
+        if synced_at is not None:
+            self._since = synced_at
+        new = False
+        for tombstone in tombstones:
+            if self.ended.get(tombstone.key, -1.0) < tombstone.at:
+                self.ended[tombstone.key] = tombstone.at
+                new = True
+        return new
+
+    def due(self, now: float) -> float:
+        """Start a sync: the next one is in a second; returns from when to ask the store."""
+        self.sync_at = now + SYNC_INTERVAL
+        return max(0.0, self._since - SYNC_OVERLAP)
+
+    def expire(self, older_than: float) -> None:
+        for key in [k for k, at in self.ended.items() if at < older_than]:
+            del self.ended[key]
