@@ -105,19 +105,16 @@ class Logouts:
         except AuthenticationError as exc:
             logger.warning("back-channel logout refused: %s", exc.message)
             return _refused(exc.message)
-        if claims.sid is not None:
-            tombstone = Tombstone("sid:" + claims.sid, now)
-        else:
-            tombstone = Tombstone("sub:" + str(claims.sub), now)
+        tombstones = _tombstones(claims, now)
         try:
             if not (yield Claim("jti:" + claims.jti, self._ttl)):
                 return _refused("the logout_token was used before")
-            yield Bury((tombstone,), self._ttl)
+            yield Bury(tombstones, self._ttl)
         except StoreUnavailable as exc:
             logger.error("back-channel logout not recorded: %s", exc.message)
             return error_reply(exc, as_json=True)
-        self._learn([tombstone])
-        logger.info("back-channel logout of %s", tombstone.key)
+        self._learn(tombstones)
+        logger.info("back-channel logout of %s", ", ".join(t.key for t in tombstones))
         return Reply(200, [("cache-control", "no-store")])
 
 
@@ -135,6 +132,17 @@ class Logouts:
                 if exc.code != UNKNOWN_KEY or refetch:
                     raise
                 refetch = True  # the provider may have rotated its keys
+
+
+def _tombstones(claims: LogoutClaims, now: float) -> list[Tombstone]:
+    """A ``sid`` ends that provider session (and, for its user, the sessions whose ID token
+    named none); a ``sub`` alone ends every session of the user that began before now."""
+    if claims.sid is None:
+        return [Tombstone("sub:" + str(claims.sub), now)]
+    found = [Tombstone("sid:" + claims.sid, now)]
+    if claims.sub is not None:
+        found.append(Tombstone("nosid:" + claims.sub, now))
+    return found
 
 
 def _refused(description: str) -> Reply:

@@ -23,7 +23,8 @@ def session_key(session_id: str) -> str:
 
 
 class Tombstones:
-    """Ended sessions by key: ``s:<id>``, ``sid:<provider session>``, ``sub:<subject>``."""
+    """Ended sessions by key: ``s:<id>``, ``sid:<provider session>``, ``sub:<subject>`` (all
+    of the user's sessions), ``nosid:<subject>`` (those of them whose ID token had no sid)."""
 
     def __init__(self, shared: bool) -> None:
         self.ended: dict[str, float] = {}
@@ -40,8 +41,13 @@ class Tombstones:
         if session_key(session.id) in ended:
             return True
         sid = session.claims.get("sid")
-        if isinstance(sid, str) and "sid:" + sid in ended:
-            return True
+        if isinstance(sid, str):
+            if "sid:" + sid in ended:
+                return True
+        else:  # a provider session we cannot tell apart from the others of its user
+            at = ended.get("nosid:" + session.sub)
+            if at is not None and session.login_at <= at:
+                return True
         at = ended.get("sub:" + session.sub)
         return at is not None and session.login_at <= at
 

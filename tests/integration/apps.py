@@ -116,10 +116,11 @@ class Running:
 
 
 @contextmanager
-def running(provider: Provider, driver: str = "asgi", **options: Any) -> Iterator[Running]:
+def running(provider: Provider, driver: str = "asgi", port: int | None = None,
+            **options: Any) -> Iterator[Running]:
     """The test app behind the ASGI middleware (uvicorn) or the WSGI one (waitress, 8 threads)."""
     clock = FakeClock()
-    port = free_port()
+    port = port or free_port()
     settings = dict(clock=clock, issuer=provider.issuer, client_id=CLIENT_ID,
                     client_secret=CLIENT_SECRET, secret_keys=[SECRET],
                     base_url=f"http://127.0.0.1:{port}", **options)

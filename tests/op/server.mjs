@@ -346,9 +346,14 @@ const configuration = {
       allowedPolicy: async (ctx, client, token) => !(client.clientAuthMethod === 'none' && token.clientId !== ctx.oidc.client.clientId),
     },
     rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+    // Clients that register a backchannel_logout_uri get a logout token POSTed at sign-out.
+    backchannelLogout: { enabled: true },
   },
   pkce: { required: () => true }, // the default only requires PKCE for public clients
   rotateRefreshToken: true,
+  // oidc-provider refuses outgoing requests to special-use addresses (SSRF protection) by
+  // passing its own dispatcher; the apps under test live on 127.0.0.1, so drop it here.
+  fetch: (url, options) => globalThis.fetch(url, { ...options, dispatcher: undefined }),
   clientBasedCORS: () => true,
   renderError,
   ttl: {
@@ -631,6 +636,10 @@ provider.use(async (ctx, next) => {
 // Keep expected client errors off stderr; report real server faults briefly.
 provider.on('server_error', (_ctx, err) => {
   process.stderr.write(`server_error: ${err?.stack || err}\n`);
+});
+
+provider.on('backchannel.error', (_ctx, err, client) => {
+  process.stderr.write(`backchannel.error ${client.clientId}: ${err?.message || err}\n`);
 });
 
 const server = provider.listen(PORT, HOST, () => {
