@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -90,6 +91,7 @@ class RenewalMiddleware:
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
         self.store = open_async_store(self.settings, clock)
         self._tombstones = self.flows.tombstones
+        self._sync_task: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -97,7 +99,7 @@ class RenewalMiddleware:
             # Runs on every request of the app: one dict lookup in the core.
             now = self.clock()
             if now >= self._tombstones.sync_at:
-                await self._sync_tombstones(now)
+                self._start_sync(now)
             cookie = _raw_cookie(scope["headers"])
             serve = self.flows.pass_through(scope["path"], cookie, now)
             if serve is None:
@@ -186,13 +188,18 @@ class RenewalMiddleware:
     def _refresher(self, step: RunRefresh) -> Callable[[], Awaitable[Outcome]]:
         return lambda: self._run(self.flows.lineages.renew(step.session, step.now))
 
-    async def _sync_tombstones(self, now: float) -> None:
-        """Learn the sessions other processes ended (at most once a second)."""
+    def _start_sync(self, now: float) -> None:
+        """Learn the sessions other processes ended (at most once a second), in the
+        background: no request waits for the store."""
         since = self._tombstones.due(now)
-        try:
-            self.flows.learn(await self.store.tombstones(since), now)
-        except Exception as exc:
-            logger.warning("tombstones not synced: %s", exc)
+
+        async def sync() -> None:
+            try:
+                self.flows.learn(await self.store.tombstones(since), now)
+            except Exception as exc:
+                self._tombstones.sync_failed(exc)
+
+        self._sync_task = asyncio.ensure_future(sync())
 
     def _adding_cookies(self, send: Send, serve: Serve) -> Send:
         """``send`` with the serve's Set-Cookie added, decided when the response starts."""

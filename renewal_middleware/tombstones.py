@@ -6,11 +6,14 @@ the store at most once a second by the drivers, never on the pass-through path.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 
 from .session import Session
 from .stores.base import Tombstone
+
+logger = logging.getLogger("renewal_middleware")
 
 #: How often a driver asks the store for tombstones recorded by other processes.
 SYNC_INTERVAL = 1.0
@@ -31,6 +34,7 @@ class Tombstones:
         #: When the next sync with the store is due (never for a store of one process).
         self.sync_at = 0.0 if shared else math.inf
         self._since = 0.0
+        self._failing = False
 
     def ends(self, session: Session) -> bool:
         """Whether ``session`` ended: by its id, its provider session, or its subject
@@ -56,6 +60,9 @@ class Tombstones:
         given); ``True`` when one of them was new."""
         if synced_at is not None:
             self._since = synced_at
+            if self._failing:
+                self._failing = False
+                logger.warning("the store answers again: logouts of other processes apply")
         new = False
         for tombstone in tombstones:
             if self.ended.get(tombstone.key, -1.0) < tombstone.at:
@@ -67,6 +74,13 @@ class Tombstones:
         """Start a sync: the next one is in a second; returns from when to ask the store."""
         self.sync_at = now + SYNC_INTERVAL
         return max(0.0, self._since - SYNC_OVERLAP)
+
+    def sync_failed(self, error: Exception) -> None:
+        """Log that the store cannot be read, once until it can again."""
+        if not self._failing:
+            self._failing = True
+            logger.warning("the store does not answer (%s): logouts of other processes are "
+                           "not seen until it does", error)
 
     def expire(self, older_than: float) -> None:
         for key in [k for k, at in self.ended.items() if at < older_than]:

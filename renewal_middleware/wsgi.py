@@ -162,7 +162,7 @@ class WSGIRenewalMiddleware:
         try:
             self.flows.learn(self.store.tombstones(since), now)
         except Exception as exc:
-            logger.warning("tombstones not synced: %s", exc)
+            self._tombstones.sync_failed(exc)
 
     def _adding_cookies(self, start_response: StartResponse, serve: Serve) -> StartResponse:
         """``start_response`` with the serve's Set-Cookie added, decided as it is called."""

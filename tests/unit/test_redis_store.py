@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import redis
 
+from renewal_middleware.errors import ConfigurationError
 from renewal_middleware.stores.base import Lineage, StoreUnavailable, Tombstone
 from renewal_middleware.stores.redis_async import AsyncRedisStore
 from renewal_middleware.stores.redis_keys import Keys
@@ -202,6 +203,16 @@ async def test_entries_expire_after_their_ttl(store: Any) -> None:
     assert await store.read("s1") == Lineage(1, "again")
 
 
+async def test_expired_tombstones_are_pruned(store: Any, admin: redis.Redis) -> None:
+    await store.bury([Tombstone("sub:a", 1.0), Tombstone("sid:b", 2.0)], 0.2)
+    await asyncio.sleep(0.3)
+    await store.bury([Tombstone("sub:c", 3.0)], 60)
+    assert await store.tombstones(0.0) == [Tombstone("sub:c", 3.0)]
+    keys = Keys(NAMESPACE)
+    assert admin.zcard(keys.tombstones) == admin.zcard(keys.expiries) == 1
+    assert 0 < admin.pttl(keys.tombstones) <= 60_000
+
+
 async def test_apps_sharing_a_redis_are_kept_apart(store: Any,
                                                    make_store: Callable[..., Any]) -> None:
     other = make_store(namespace="fedcba9876543210")
@@ -219,6 +230,15 @@ async def test_garbage_in_redis_is_unavailable(store: Any, admin: redis.Redis) -
     admin.set(Keys(NAMESPACE).lineage("s1"), b"not json")
     with pytest.raises(StoreUnavailable):
         await store.read("s1")
+
+
+@pytest.mark.parametrize("url", ["http://user:hunter2@127.0.0.1/",
+                                 "redis://user:hunter2@127.0.0.1:port/0"])
+def test_a_url_that_is_not_redis_is_refused_without_quoting_it(url: str) -> None:
+    for store_class in (RedisStore, AsyncRedisStore):
+        with pytest.raises(ConfigurationError) as caught:
+            store_class(url, NAMESPACE)
+        assert "hunter2" not in str(caught.value)
 
 
 # -- locks -----------------------------------------------------------------------------------
