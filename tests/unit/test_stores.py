@@ -431,9 +431,9 @@ def test_host_abandoned_wait_lets_the_lock_go(host: HostStore) -> None:
     held = host.lock("s1", 30, 0)
     assert held is not None
     assert host.lock("s1", 30, 0.2) is None  # its helper thread still waits for the flock
-    host.release(held)  # the helper gets it, finds nobody waiting, and frees it
     helpers = [t for t in threading.enumerate() if t.name == "renewal-store-flock"]
     assert helpers
+    host.release(held)  # the helper gets it, finds nobody waiting, and frees it
     for helper in helpers:
         helper.join(WAIT)
     again = host.lock("s1", 30, 0)
