@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test (lint, types, unit and integration on Python 3.10-3.13) on a fresh machine.
-# Needs python3 and node (>= 20.18) on PATH; installs tox and the test OP's npm packages itself.
+# Needs python3 and node (>= 20.18) on PATH; installs tox, the test OP's npm packages and, when
+# missing, redis-server (apt-get) itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
