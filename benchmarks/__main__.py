@@ -32,11 +32,13 @@ from benchmarks import (
     passthrough,
     provider,
     report,
+    storms,
 )
 from benchmarks.suite import RESULTS, Context, Cookies, Phase, loadavg, log, plan
 
 #: The phases in the order they are measured (the table has its own order: report.PHASES).
-MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, memory, provider)
+MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, memory, provider,
+                               storms)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

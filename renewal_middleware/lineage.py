@@ -5,7 +5,8 @@ generation. A renewal reads it first: a request that carries an older cookie is
 given the newest tokens instead of replaying a rotated refresh token. Otherwise
 it takes the session's lock, reads the lineage again (another process may have
 renewed meanwhile), refreshes from the newest refresh token only if still needed,
-records the new generation and releases the lock, which wakes the waiters.
+records the new generation and releases the lock. The release wakes every process
+that found the lock taken: each reads the new generation, none takes the lock.
 
 Without the store (down, unreachable) a renewal still happens, in this process
 only: serving the user beats the small risk of a second grant from another host.
@@ -25,7 +26,15 @@ from .oidc import Effect, Flow
 from .renewal import Ended, Freshness, Outcome, Renewed, Unavailable, assess
 from .session import Session
 from .stores.base import Lineage, Lock, StoreUnavailable, Tombstone
-from .stores.effects import Bury, ReadLineage, ReleaseLock, StoreEffect, TakeLock, WriteLineage
+from .stores.effects import (
+    AwaitRelease,
+    Bury,
+    ReadLineage,
+    ReleaseLock,
+    StoreEffect,
+    TakeLock,
+    WriteLineage,
+)
 from .tombstones import session_key
 
 logger = logging.getLogger("renewal_middleware")
@@ -81,7 +90,16 @@ class Lineages:
             adopted = self.adopt(session, known, now)
             if adopted is not None:
                 return adopted
-            lock = yield TakeLock(session.id, self.lock_seconds, self.lock_seconds)
+            lock = yield TakeLock(session.id, self.lock_seconds, 0)
+            if lock is None:
+                # Another process is renewing: wake with every other waiter when it is done
+                # and read its result, rather than take the lock one after the other.
+                yield AwaitRelease(session.id, self.lock_seconds)
+                known = yield ReadLineage(session.id)
+                adopted = self.adopt(session, known, now)
+                if adopted is not None:
+                    return adopted
+                lock = yield TakeLock(session.id, self.lock_seconds, self.lock_seconds)
         except StoreUnavailable as exc:
             logger.warning("store unavailable (%s): renewing session %s in this process only",
                            exc.message, session.id)

@@ -72,6 +72,12 @@ class SyncStore(Protocol):
     def release(self, lock: Lock) -> None:
         """Free ``lock`` and wake the waiters (harmless when it already expired)."""
 
+    def wait_released(self, session_id: str, wait: float) -> bool:
+        """Block until the session's renewal lock is free (released, expired, or its holder
+        died), at most ``wait`` seconds, without taking it; ``True`` when it is free (at once
+        when it is not held), ``False`` on timeout. Woken by the release, never by polling,
+        so that every waiter wakes together."""
+
     def bury(self, tombstones: Sequence[Tombstone], ttl: float) -> None:
         """Record tombstones for ``ttl`` seconds (an ``s:`` one also ends that lineage)."""
 
@@ -94,6 +100,8 @@ class AsyncStore(Protocol):
     async def lock(self, session_id: str, ttl: float, wait: float) -> Lock | None: ...
 
     async def release(self, lock: Lock) -> None: ...
+
+    async def wait_released(self, session_id: str, wait: float) -> bool: ...
 
     async def bury(self, tombstones: Sequence[Tombstone], ttl: float) -> None: ...
 

@@ -41,6 +41,15 @@ class ReleaseLock:
 
 
 @dataclasses.dataclass(frozen=True)
+class AwaitRelease:
+    """Answered with ``True`` once the session's lock is free (without taking it), or
+    ``False`` when ``wait`` seconds passed first."""
+
+    session_id: str
+    wait: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Bury:
     tombstones: Sequence[Tombstone]
     ttl: float
@@ -54,7 +63,8 @@ class Claim:
     ttl: float
 
 
-StoreEffect = ReadLineage | WriteLineage | TakeLock | ReleaseLock | Bury | Claim
+StoreEffect = (ReadLineage | WriteLineage | TakeLock | ReleaseLock | AwaitRelease | Bury
+               | Claim)
 
 
 def perform(store: SyncStore, effect: StoreEffect) -> Any:
@@ -67,6 +77,8 @@ def perform(store: SyncStore, effect: StoreEffect) -> Any:
         return store.lock(effect.session_id, effect.ttl, effect.wait)
     if isinstance(effect, ReleaseLock):
         return store.release(effect.lock)
+    if isinstance(effect, AwaitRelease):
+        return store.wait_released(effect.session_id, effect.wait)
     if isinstance(effect, Bury):
         return store.bury(effect.tombstones, effect.ttl)
     return store.claim(effect.key, effect.ttl)
@@ -82,6 +94,8 @@ async def perform_async(store: AsyncStore, effect: StoreEffect) -> Any:
         return await store.lock(effect.session_id, effect.ttl, effect.wait)
     if isinstance(effect, ReleaseLock):
         return await store.release(effect.lock)
+    if isinstance(effect, AwaitRelease):
+        return await store.wait_released(effect.session_id, effect.wait)
     if isinstance(effect, Bury):
         return await store.bury(effect.tombstones, effect.ttl)
     return await store.claim(effect.key, effect.ttl)

@@ -8,25 +8,22 @@ so a killed worker never leaves a session locked.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import os
 import sqlite3
-import stat
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
-from ..errors import ConfigurationError
 from .base import Lineage, Lock, StoreUnavailable, Tombstone
+from .host_files import FileLock, check_directory, flock_within, open_bucket, refuse
 
 #: Expired rows are deleted at most this often (seconds of the store's clock).
 PURGE_INTERVAL = 60.0
 BUSY_TIMEOUT_MS = 5000
-SETTING = "setting 'store_directory' (RENEWAL_STORE_DIRECTORY)"
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS lineages (id TEXT PRIMARY KEY, generation INTEGER NOT NULL,"
@@ -72,99 +69,13 @@ def default_directory(issuer: str, client_id: str) -> str:
     return os.path.join(tempfile.gettempdir(), f"renewal-middleware-{os.getuid()}", digest)
 
 
-def _refuse(directory: str, why: str) -> ConfigurationError:
-    return ConfigurationError(f"{SETTING}: the host store directory {directory!r} {why}")
-
-
-def _make_private(directory: str) -> None:
-    """Create ``directory`` and any missing parents with mode 0o700."""
-    missing = []
-    path = os.path.abspath(directory)
-    while not os.path.lexists(path):
-        missing.append(path)
-        path = os.path.dirname(path)
-    for path in reversed(missing):
-        with suppress(FileExistsError):  # another worker of this host made it meanwhile
-            os.mkdir(path, 0o700)
-
-
-def _check_directory(directory: str) -> None:
-    """Refuse a directory other users could tamper with (they could forge sessions)."""
-    try:
-        _make_private(directory)
-        info = os.stat(directory)
-        parent = os.stat(os.path.dirname(os.path.abspath(directory)))
-    except OSError as exc:
-        raise _refuse(directory, f"cannot be created: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode):
-        raise _refuse(directory, "is not a directory")
-    if info.st_uid != os.getuid():
-        raise _refuse(directory, f"belongs to uid {info.st_uid}, not {os.getuid()}")
-    if info.st_mode & 0o022:
-        raise _refuse(directory, "is writable by other users (chmod 700 it)")
-    # Whoever may rename entries of the parent could swap the directory.
-    if parent.st_uid not in (0, os.getuid()) or (
-            parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX):
-        raise _refuse(directory, "is inside a directory other users may change")
-
-
-@dataclasses.dataclass(eq=False)
-class FileLock:
-    """A renewal lock held as ``flock`` on an open bucket file (closing frees it)."""
-
-    fd: int | None
-    acquired_at: float
-    _mutex: threading.Lock = dataclasses.field(default_factory=threading.Lock, init=False,
-                                               repr=False)
-
-    def close(self) -> None:
-        with self._mutex:  # a second close must not close a reused descriptor number
-            fd, self.fd = self.fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-class _Attempt:
-    """A blocking ``flock`` in a helper thread, which the waiter may give up on."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.done = threading.Event()
-        self.mutex = threading.Lock()
-        self.acquired = False
-        self.abandoned = False
-        self.error: OSError | None = None
-
-    def run(self) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            self.error = exc
-        with self.mutex:
-            if self.abandoned or self.error is not None:
-                os.close(self.fd)  # the waiter has gone: let the next one have it
-            else:
-                self.acquired = True
-        self.done.set()
-
-    def wait(self, timeout: float) -> bool:
-        """``True`` when the lock was taken within ``timeout``; else the thread frees it."""
-        self.done.wait(timeout)
-        with self.mutex:
-            if self.error is not None:
-                raise self.error
-            if not self.acquired:
-                self.abandoned = True
-            return self.acquired
-
-
 class HostStore:
     """A :class:`~renewal_middleware.stores.base.SyncStore` shared through ``directory``."""
 
     local = False
 
     def __init__(self, directory: str, *, clock: Callable[[], float] = time.time) -> None:
-        _check_directory(directory)
+        check_directory(directory)
         self.directory = directory
         self._clock = clock
         self._path = os.path.join(directory, "store.sqlite3")
@@ -181,7 +92,7 @@ class HostStore:
                 for statement in _SCHEMA:
                     db.execute(statement)
         except (OSError, sqlite3.Error, StoreUnavailable) as exc:
-            raise _refuse(directory, f"cannot be used: {exc}") from None
+            raise refuse(directory, f"cannot be used: {exc}") from None
 
     def _connection_of_process(self) -> sqlite3.Connection:
         """This process's connection (mutex held): workers fork after the app is built."""
@@ -241,33 +152,22 @@ class HostStore:
 
     def lock(self, session_id: str, ttl: float, wait: float) -> FileLock | None:
         """Take the session's bucket lock (``ttl`` is moot: the kernel frees it on death)."""
-        bucket = hashlib.sha256(session_id.encode()).hexdigest()[:2]
-        try:
-            fd = os.open(os.path.join(self._locks, f"{bucket}.lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreUnavailable(f"the host store's lock file failed: {exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return self._wait_for(fd, wait)
-        except OSError as exc:
-            os.close(fd)
-            raise StoreUnavailable(f"the host store's lock failed: {exc}") from None
-        return FileLock(fd, self._clock())
+        fd = open_bucket(self._locks, session_id)
+        if flock_within(fd, fcntl.LOCK_EX, wait):
+            return FileLock(fd, self._clock())
+        return None
 
-    def _wait_for(self, fd: int, wait: float) -> FileLock | None:
-        """Block on ``flock`` in a helper thread so that ``wait`` bounds it without polling."""
-        if wait <= 0:
-            os.close(fd)
-            return None
-        attempt = _Attempt(fd)
-        threading.Thread(target=attempt.run, name="renewal-store-flock", daemon=True).start()
+    def wait_released(self, session_id: str, wait: float) -> bool:
+        """Wait for a shared lock on the session's bucket, and let it go at once: the
+        kernel grants it to every waiter together when the holder releases or dies."""
+        fd = open_bucket(self._locks, session_id)
+        if not flock_within(fd, fcntl.LOCK_SH, wait):
+            return False
         try:
-            acquired = attempt.wait(wait)
+            os.close(fd)  # frees the shared lock
         except OSError as exc:
-            raise StoreUnavailable(f"the host store's lock failed: {exc}") from None
-        return FileLock(fd, self._clock()) if acquired else None
+            raise StoreUnavailable(f"the host store's lock release failed: {exc}") from None
+        return True
 
     def release(self, lock: Lock) -> None:
         if not isinstance(lock, FileLock):

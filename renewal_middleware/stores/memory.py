@@ -39,8 +39,9 @@ class _Waiters:
 class MemoryStore:
     """A :class:`~renewal_middleware.stores.base.SyncStore` for one process.
 
-    Entries expire by ``clock`` (Unix time); a lock waiter sleeps on a condition
-    variable until the lock is released or its holder's TTL runs out.
+    Entries expire by ``clock`` (Unix time); a lock waiter (or one waiting for its
+    release) sleeps on a condition variable until the lock is released or its
+    holder's TTL runs out.
     """
 
     local = True
@@ -87,6 +88,19 @@ class MemoryStore:
                 if remaining <= 0:
                     return None
                 # Also wake when the holder's TTL runs out: the lock is free then.
+                self._wait(session_id, min(remaining, held.expires - now))
+
+    def wait_released(self, session_id: str, wait: float) -> bool:
+        deadline = time.monotonic() + max(wait, 0.0)
+        with self._mutex:
+            while True:
+                now = self._clock()
+                held = self._locks.get(session_id)
+                if held is None or held.expires <= now:
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
                 self._wait(session_id, min(remaining, held.expires - now))
 
     def _wait(self, session_id: str, timeout: float) -> None:

@@ -1,14 +1,14 @@
 """The store shared through Redis by every process of every host, for the ASGI driver.
 
 The twin of :mod:`.redis_sync` on ``redis.asyncio``: the same keys and Lua scripts
-(:mod:`.redis_keys`), and the same lock waiter, asleep on the lock's release channel.
+(:mod:`.redis_keys`), and the same lock waiters, asleep on the lock's release channel.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -108,20 +108,43 @@ class AsyncRedisStore:
     async def _wait(self, session_id: str, token: str, ttl: float, deadline: float) -> bool:
         """Take the lock once it is released or expires, before ``deadline``."""
         key = self._keys.lock(session_id)
+        return await self._sleep_until(session_id, lambda: self._take(key, token, ttl),
+                                       deadline)
+
+    async def wait_released(self, session_id: str, wait: float) -> bool:
+        deadline = time.monotonic() + max(wait, 0.0)
+        key = self._keys.lock(session_id)
+
+        async def check() -> int:
+            return rk.held_for(await self._client.pttl(key))
+
+        async with _guarded():
+            if wait <= 0:
+                return await check() == 0
+            return await self._sleep_until(session_id, check, deadline, released=True)
+
+    async def _sleep_until(self, session_id: str, check: Callable[[], Awaitable[int]],
+                           deadline: float, released: bool = False) -> bool:
+        """Await ``check`` (0 when done, else the holder's milliseconds left) until it
+        answers 0, asleep on the release channel in between; ``False`` at ``deadline``.
+        With ``released``, a release message is enough (no second look at the lock): the
+        waiters only need the result the winner stored before releasing."""
         pubsub = self._client.pubsub()
         try:
             await pubsub.subscribe(self._keys.done(session_id))
-            # Subscribed before trying again: a release in between still wakes us.
+            # Subscribed before checking: a release in between still wakes us.
             await self._confirm(pubsub)
             while True:
-                left = await self._take(key, token, ttl)
+                left = await check()
                 if left == 0:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 # Any message is a release; the holder's TTL running out frees it too.
-                await pubsub.get_message(timeout=min(remaining, left / 1000))
+                message = await pubsub.get_message(timeout=min(remaining, left / 1000))
+                if released and isinstance(message, dict) and message.get("type") == "message":
+                    return True
         finally:
             # Also when cancelled: the subscribed connection must not go back to the pool.
             await _aclose(pubsub)

@@ -177,6 +177,21 @@ class Keys:
         return keys, args
 
 
+#: What a lock key without an expiry (which these stores never set) counts as: held a day.
+NO_EXPIRY_MS = 86_400_000
+
+
+def held_for(reply: Any) -> int:
+    """The milliseconds ``PTTL`` of a lock key answered it is held for; 0 when it is free."""
+    if not isinstance(reply, int) or isinstance(reply, bool) or reply < -2:
+        raise StoreUnavailable("Redis answered a malformed PTTL reply")
+    if reply == -2:  # no such key
+        return 0
+    if reply == -1:
+        return NO_EXPIRY_MS
+    return max(reply, 1)  # 0: it expires within the millisecond
+
+
 def milliseconds(seconds: float) -> int:
     """A TTL for ``PX`` (which refuses 0)."""
     return max(1, math.ceil(seconds * 1000))

@@ -3,7 +3,9 @@
 Lineages, tombstones and claims are Redis keys (see :mod:`.redis_keys`), changed by
 Lua scripts where a change must be atomic. A lock waiter subscribes to the lock's
 release channel and sleeps on it, so a release wakes it at once; it also wakes when
-the holder's TTL runs out (a holder that died frees the lock then).
+the holder's TTL runs out (a holder that died frees the lock then). Waiting for the
+release without taking the lock sleeps on the same channel: one release wakes every
+such waiter together.
 """
 
 from __future__ import annotations
@@ -103,20 +105,39 @@ class RedisStore:
     def _wait(self, session_id: str, token: str, ttl: float, deadline: float) -> bool:
         """Take the lock once it is released or expires, before ``deadline``."""
         key = self._keys.lock(session_id)
+        return self._sleep_until(session_id, lambda: self._take(key, token, ttl), deadline)
+
+    def wait_released(self, session_id: str, wait: float) -> bool:
+        deadline = time.monotonic() + max(wait, 0.0)
+        key = self._keys.lock(session_id)
+        with _guarded():
+            if wait <= 0:
+                return rk.held_for(self._client.pttl(key)) == 0
+            return self._sleep_until(session_id, lambda: rk.held_for(self._client.pttl(key)),
+                                     deadline, released=True)
+
+    def _sleep_until(self, session_id: str, check: Callable[[], int], deadline: float,
+                     released: bool = False) -> bool:
+        """Call ``check`` (0 when done, else the holder's milliseconds left) until it
+        answers 0, asleep on the release channel in between; ``False`` at ``deadline``.
+        With ``released``, a release message is enough (no second look at the lock): the
+        waiters only need the result the winner stored before releasing."""
         pubsub = self._client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
         try:
             pubsub.subscribe(self._keys.done(session_id))
-            # Subscribed before trying again: a release in between still wakes us.
+            # Subscribed before checking: a release in between still wakes us.
             self._confirm(pubsub)
             while True:
-                left = self._take(key, token, ttl)
+                left = check()
                 if left == 0:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 # Any message is a release; the holder's TTL running out frees it too.
-                pubsub.get_message(timeout=min(remaining, left / 1000))
+                message = pubsub.get_message(timeout=min(remaining, left / 1000))
+                if released and isinstance(message, dict) and message.get("type") == "message":
+                    return True
         finally:
             pubsub.close()
 

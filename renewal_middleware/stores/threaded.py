@@ -1,8 +1,9 @@
 """An :class:`~renewal_middleware.stores.base.AsyncStore` over a local sync store.
 
 The memory and host stores answer in well under a millisecond, so their calls run
-inline on the event loop; only :meth:`ThreadedStore.lock`, which may wait for
-another renewal, runs in a thread of its own.
+inline on the event loop; only :meth:`ThreadedStore.lock` and
+:meth:`ThreadedStore.wait_released`, which may wait for another renewal, run in a
+thread of their own.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from .base import Lineage, Lock, StoreUnavailable, SyncStore, Tombstone
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Lock waits at once; more wait for a free thread (their ``wait`` still bounds them).
 LOCK_THREADS = 32
@@ -35,17 +39,25 @@ class ThreadedStore:
     async def write(self, session_id: str, lineage: Lineage, ttl: float) -> None:
         self.sync_store.write(session_id, lineage, ttl)
 
-    async def lock(self, session_id: str, ttl: float, wait: float) -> Lock | None:
+    def _submit(self, call: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
         try:
-            future = self._executor.submit(self.sync_store.lock, session_id, ttl, wait)
+            return self._executor.submit(call, *args)
         except RuntimeError:  # shut down
             raise StoreUnavailable("the store is closed") from None
+
+    async def lock(self, session_id: str, ttl: float, wait: float) -> Lock | None:
+        future = self._submit(self.sync_store.lock, session_id, ttl, wait)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             # The thread may still take the lock, with nobody left to release it.
             future.add_done_callback(self._release_abandoned)
             raise
+
+    async def wait_released(self, session_id: str, wait: float) -> bool:
+        """Wait in a thread, like :meth:`lock` (a cancelled wait still ends within ``wait``)."""
+        return await asyncio.wrap_future(
+            self._submit(self.sync_store.wait_released, session_id, wait))
 
     def _release_abandoned(self, future: concurrent.futures.Future[Lock | None]) -> None:
         if future.cancelled() or future.exception() is not None:

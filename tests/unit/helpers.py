@@ -21,6 +21,7 @@ from renewal_middleware.oidc import GetJSON, RevokeRequest, TokenRequest, UserIn
 from renewal_middleware.session import Session
 from renewal_middleware.stores.base import SyncStore
 from renewal_middleware.stores.effects import (
+    AwaitRelease,
     Bury,
     Claim,
     ReadLineage,
@@ -155,7 +156,8 @@ def with_store(handler: Handler, store: SyncStore) -> Handler:
     """``handler`` for provider effects; store effects are performed on ``store``."""
 
     def handle(effect: Any) -> Any:
-        if isinstance(effect, (ReadLineage, WriteLineage, TakeLock, ReleaseLock, Bury, Claim)):
+        if isinstance(effect, (ReadLineage, WriteLineage, TakeLock, ReleaseLock, Bury, Claim,
+                               AwaitRelease)):
             return perform(store, effect)
         return handler(effect)
 

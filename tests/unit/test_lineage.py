@@ -16,7 +16,13 @@ from renewal_middleware.oidc import GetJSON, TokenRequest
 from renewal_middleware.renewal import Ended, Freshness, Renewed, Unavailable
 from renewal_middleware.session import Session
 from renewal_middleware.stores.base import Lineage, StoreUnavailable, Tombstone
-from renewal_middleware.stores.effects import ReadLineage, TakeLock, WriteLineage
+from renewal_middleware.stores.effects import (
+    AwaitRelease,
+    ReadLineage,
+    ReleaseLock,
+    TakeLock,
+    WriteLineage,
+)
 from renewal_middleware.stores.memory import MemoryStore
 from tests.unit.helpers import (
     DISCOVERY,
@@ -177,6 +183,30 @@ def test_a_lock_never_freed_is_a_clean_unavailable(flows: Flows, clock: FakeCloc
     outcome, _ = run_flow(flows.lineages.renew(session, clock()),
                           lambda e: None if isinstance(e, TakeLock) else handler(e))
     assert isinstance(outcome, Unavailable) and provider.grants == []
+
+
+def test_waiters_read_the_winners_result_without_taking_the_lock(
+        flows: Flows, clock: FakeClock, store: MemoryStore) -> None:
+    """Another process holds the lock and renews; this one wakes when it releases."""
+    session = make_session()
+    clock.now = session.expires_at - 30
+    newer = Session.from_token_response(token_answer(7), {}, int(clock()), previous=session)
+    provider = Provider()
+    held = store.lock(session.id, 30, 0)
+    assert held is not None
+    handler = with_store(provider, store)
+
+    def winner_finishes(effect: Any) -> Any:
+        if isinstance(effect, AwaitRelease):
+            store.write(session.id, Lineage(1, flows.lineages.seal(newer)), 3600)
+            store.release(held)
+        return handler(effect)
+
+    outcome, effects = run_flow(flows.lineages.renew(session, clock()), winner_finishes)
+    assert provider.grants == []
+    assert isinstance(outcome, Renewed) and outcome.session == newer
+    assert [e.wait for e in effects if isinstance(e, TakeLock)] == [0]  # tried once, no wait
+    assert not any(isinstance(e, ReleaseLock) for e in effects)
 
 
 # -- the cookie a renewal's response sets, decided when it starts ------------------------------

@@ -1,12 +1,14 @@
 """The Redis stores (both twins) against a real redis-server on 127.0.0.1.
 
 Each test body is a coroutine run once per twin: the async store directly, the sync
-one with each call in a thread (so that a blocked ``lock`` can be released meanwhile).
+one with each call in a thread (so that a blocked ``lock`` or ``wait_released`` can be
+released meanwhile).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +33,8 @@ NAMESPACE = "0123456789abcdef"
 TIMEOUT = 1.0
 #: A generous bound on "at once" (slow CI machines).
 PROMPTLY = 2.0
+#: Waiters woken by one release wake within this of each other.
+SPREAD = 0.05
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -367,6 +371,136 @@ async def test_a_killed_holder_frees_the_lock_after_its_ttl(
             holder.kill()
 
 
+# -- waiting for a release ------------------------------------------------------------------
+
+async def test_wait_released_is_true_at_once_when_the_lock_is_free(store: Any,
+                                                                   admin: redis.Redis) -> None:
+    started = time.monotonic()
+    assert await store.wait_released("s1", 30) is True
+    assert await store.wait_released("s1", 0) is True
+    assert time.monotonic() - started < PROMPTLY
+    assert await store.lock("s1", 60, 0) is not None  # it did not take the lock
+    await eventually(lambda: subscribers(admin, "s1") == 0)
+
+
+async def test_wait_released_times_out_with_false(store: Any, admin: redis.Redis) -> None:
+    assert await store.lock("s1", 60, 0) is not None
+    assert await store.wait_released("s1", 0) is False
+    admin.config_resetstat()
+    started = time.monotonic()
+    assert await store.wait_released("s1", 1.0) is False
+    assert 0.95 <= time.monotonic() - started < 1.0 + PROMPTLY
+    # It slept on the release channel instead of asking again and again.
+    calls = admin.info("commandstats").get("cmdstat_pttl", {}).get("calls", 0)
+    assert 1 <= calls <= 4
+    await eventually(lambda: subscribers(admin, "s1") == 0)
+
+
+async def test_wait_released_is_woken_by_the_release_and_leaves_the_lock_free(
+        store: Any, admin: redis.Redis) -> None:
+    held = await store.lock("s1", 60, 0)
+    waiter = asyncio.ensure_future(store.wait_released("s1", 30))
+    await eventually(lambda: subscribers(admin, "s1") == 1)
+    await asyncio.sleep(0.1)
+    assert not waiter.done()
+    released = time.monotonic()
+    await store.release(held)
+    # Long before its wait (30 s) or the holder's TTL (60 s) runs out.
+    assert await asyncio.wait_for(waiter, PROMPTLY) is True
+    assert time.monotonic() - released < PROMPTLY
+    assert await store.lock("s1", 60, 0) is not None
+    await eventually(lambda: subscribers(admin, "s1") == 0)
+
+
+async def test_wait_released_ends_when_the_lock_expires(store: Any) -> None:
+    ttl = 1.0
+    assert await store.lock("s1", ttl, 0) is not None  # never released
+    started = time.monotonic()
+    assert await store.wait_released("s1", 30) is True
+    # Freed by the TTL: neither earlier nor much later.
+    assert ttl - 0.25 <= time.monotonic() - started < ttl + PROMPTLY
+    assert await store.lock("s1", 60, 0) is not None
+
+
+async def test_one_release_wakes_every_waiter_together(store: Any, admin: redis.Redis) -> None:
+    held = await store.lock("s1", 60, 0)
+
+    async def wait_for_it() -> tuple[bool, float]:
+        answer = await store.wait_released("s1", 30)
+        return answer, time.monotonic()
+
+    waiters = [asyncio.ensure_future(wait_for_it()) for _ in range(5)]
+    await eventually(lambda: subscribers(admin, "s1") == 5)
+    released = time.monotonic()
+    await store.release(held)
+    results = await asyncio.wait_for(asyncio.gather(*waiters), PROMPTLY)
+    assert [answer for answer, _ in results] == [True] * 5
+    times = [at for _, at in results]
+    assert max(times) - released < PROMPTLY
+    assert max(times) - min(times) < SPREAD
+
+
+WAITER = """
+import asyncio, sys, time
+url, namespace, kind = sys.argv[1:4]
+if kind == "sync":
+    from renewal_middleware.stores.redis_sync import RedisStore
+    answer, at = RedisStore(url, namespace).wait_released("s1", 30), time.time()
+else:
+    from renewal_middleware.stores.redis_async import AsyncRedisStore
+
+    async def main():
+        store = AsyncRedisStore(url, namespace)
+        answer = await store.wait_released("s1", 30)
+        at = time.time()
+        await store.close()
+        return answer, at
+
+    answer, at = asyncio.run(main())
+print(answer, repr(at), flush=True)
+"""
+
+
+async def test_one_release_wakes_waiter_processes_together(
+        store: Any, kind: str, admin: redis.Redis, redis_server: RedisServer) -> None:
+    held = await store.lock("s1", 60, 0)
+    command = [sys.executable, "-c", WAITER, redis_server.url, NAMESPACE, kind]
+    with contextlib.ExitStack() as processes:
+        waiters = []
+        for _ in range(4):
+            waiters.append(processes.enter_context(
+                subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)))
+            processes.callback(waiters[-1].kill)  # before the context's wait
+        await eventually(lambda: subscribers(admin, "s1") == 4, within=30)
+        released = time.time()
+        await store.release(held)
+        outputs = await asyncio.gather(*(asyncio.to_thread(waiter.communicate, timeout=30)
+                                         for waiter in waiters))
+    answers = [out.split() for out, _ in outputs]
+    assert [answer for answer, _ in answers] == ["True"] * 4
+    times = [float(at) for _, at in answers]
+    assert released - 0.01 <= min(times) and max(times) < released + PROMPTLY
+    assert max(times) - min(times) < SPREAD
+
+
+async def test_a_cancelled_wait_for_the_release_unsubscribes(admin: redis.Redis,
+                                                              redis_server: RedisServer) -> None:
+    store = AsyncRedisStore(redis_server.url, NAMESPACE, timeout=TIMEOUT)
+    try:
+        held = await store.lock("s1", 60, 0)
+        waiter = asyncio.ensure_future(store.wait_released("s1", 30))
+        await eventually(lambda: subscribers(admin, "s1") == 1)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await eventually(lambda: subscribers(admin, "s1") == 0)
+        assert held is not None
+        await store.release(held)
+        assert await store.wait_released("s1", 0) is True
+    finally:
+        await store.close()
+
+
 # -- faults ----------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -382,6 +516,7 @@ def every_call(store: Any, lock: Any) -> dict[str, Callable[[], Awaitable[Any]]]
         "write": lambda: store.write("s1", Lineage(2, "two"), 60),
         "lock": lambda: store.lock("s1", 60, 5),
         "release": lambda: store.release(lock),
+        "wait_released": lambda: store.wait_released("s1", 5),
         "bury": lambda: store.bury([Tombstone("s:s1", 1.0)], 60),
         "tombstones": lambda: store.tombstones(0.0),
         "claim": lambda: store.claim("jti", 60),
@@ -403,6 +538,7 @@ async def assert_works(store: Any, session_id: str) -> None:
     lock = await store.lock(session_id, 60, 5)
     assert lock is not None
     await store.release(lock)
+    assert await store.wait_released(session_id, 0) is True
     await store.bury([Tombstone(f"sub:{session_id}", 5.0)], 60)
     assert Tombstone(f"sub:{session_id}", 5.0) in await store.tombstones(0.0)
     assert await store.claim(f"jti-{session_id}", 60) is True
@@ -437,12 +573,14 @@ async def test_a_frozen_redis_times_out_and_the_store_recovers(
         await store.close()
 
 
+@pytest.mark.parametrize("call", ["lock", "wait_released"])
 async def test_a_waiter_fails_promptly_when_redis_goes_away(
-        kind: str, own_server: RedisServer) -> None:
+        kind: str, own_server: RedisServer, call: str) -> None:
     store = open_store(kind, own_server.url)
     try:
         assert await store.lock("s1", 60, 0) is not None
-        waiter = asyncio.ensure_future(store.lock("s1", 60, 30))
+        waiter = asyncio.ensure_future(store.lock("s1", 60, 30) if call == "lock"
+                                       else store.wait_released("s1", 30))
         await asyncio.sleep(0.3)
         own_server.stop()
         with pytest.raises(StoreUnavailable):

@@ -1,12 +1,14 @@
 """The store contract, on the memory and host stores, called directly and through ThreadedStore.
 
-The host store also gets real processes: they share writes, and a holder killed
-with SIGKILL frees its lock at once.
+The host store also gets real processes: they share writes, a holder killed with
+SIGKILL frees its lock at once, and processes waiting for a release all wake at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import signal
 import sqlite3
@@ -24,6 +26,13 @@ import pytest
 
 from renewal_middleware.errors import ConfigurationError
 from renewal_middleware.stores.base import Lineage, Lock, StoreUnavailable, SyncStore, Tombstone
+from renewal_middleware.stores.effects import (
+    AwaitRelease,
+    ReleaseLock,
+    TakeLock,
+    perform,
+    perform_async,
+)
 from renewal_middleware.stores.host import HostStore, default_directory
 from renewal_middleware.stores.memory import MemoryStore
 from renewal_middleware.stores.threaded import ThreadedStore
@@ -32,6 +41,8 @@ from tests.unit.helpers import FakeClock
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 WAIT = 5.0  # a waiter woken by a release gets the lock well within WAIT / 2
+PROMPTLY = 1.0  # "at once", generously
+SPREAD = 0.05  # waiters woken by one release wake within this of each other
 
 
 class LoopThread:
@@ -68,6 +79,9 @@ class ViaLoop:
 
     def release(self, lock: Lock) -> None:
         self.loop.run(self.store.release(lock))
+
+    def wait_released(self, session_id: str, wait: float) -> bool:
+        return self.loop.run(self.store.wait_released(session_id, wait))
 
     def bury(self, tombstones: Sequence[Tombstone], ttl: float) -> None:
         self.loop.run(self.store.bury(tombstones, ttl))
@@ -280,6 +294,79 @@ def test_a_waiter_is_woken_by_the_release(store: SyncStore, clock: FakeClock) ->
     store.release(result["lock"])
 
 
+def test_wait_released_is_true_at_once_when_nobody_holds_the_lock(store: SyncStore) -> None:
+    started = time.monotonic()
+    assert store.wait_released("s1", WAIT) is True
+    assert store.wait_released("s1", 0) is True
+    assert time.monotonic() - started < PROMPTLY
+    held = store.lock("s1", 30, 0)  # it did not take the lock
+    assert held is not None
+    store.release(held)
+
+
+def test_wait_released_times_out_with_false(store: SyncStore) -> None:
+    held = store.lock("s1", 30, 0)
+    assert held is not None
+    assert store.wait_released("s1", 0) is False
+    started = time.monotonic()
+    assert store.wait_released("s1", 0.3) is False
+    assert time.monotonic() - started >= 0.25  # it did wait
+    store.release(held)
+
+
+def await_in_threads(store: SyncStore, session_id: str, wait: float,
+                     count: int = 1) -> tuple[list[threading.Thread], list[tuple[bool, float]]]:
+    """Start ``store.wait_released(session_id, wait)`` in ``count`` threads; each appends
+    its answer and when it got it."""
+    results: list[tuple[bool, float]] = []
+
+    def wait_for_it() -> None:
+        answer = store.wait_released(session_id, wait)
+        results.append((answer, time.monotonic()))
+
+    threads = [threading.Thread(target=wait_for_it) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def test_wait_released_is_woken_by_the_release_and_leaves_the_lock_free(
+        store: SyncStore) -> None:
+    held = store.lock("s1", 30, 0)
+    assert held is not None
+    threads, results = await_in_threads(store, "s1", WAIT)
+    time.sleep(0.3)
+    assert threads[0].is_alive()
+    released = time.monotonic()
+    store.release(held)
+    threads[0].join(WAIT * 2)
+    [(answer, at)] = results
+    assert answer is True
+    assert released <= at < released + PROMPTLY
+    again = store.lock("s1", 30, 0)
+    assert again is not None
+    store.release(again)
+
+
+def test_one_release_wakes_every_waiter_together(store: SyncStore) -> None:
+    held = store.lock("s1", 30, 0)
+    assert held is not None
+    threads, results = await_in_threads(store, "s1", WAIT, count=5)
+    time.sleep(0.3)
+    assert all(thread.is_alive() for thread in threads)
+    released = time.monotonic()
+    store.release(held)
+    for thread in threads:
+        thread.join(WAIT * 2)
+    assert [answer for answer, _ in results] == [True] * 5
+    times = [at for _, at in results]
+    assert released <= min(times) and max(times) < released + PROMPTLY
+    assert max(times) - min(times) < SPREAD
+    again = store.lock("s1", 30, 0)
+    assert again is not None
+    store.release(again)
+
+
 # --- memory store ----------------------------------------------------------------------------
 
 
@@ -304,6 +391,15 @@ def test_memory_waiter_takes_the_lock_when_its_ttl_runs_out() -> None:
     started = time.monotonic()
     assert store.lock("s1", 30, WAIT) is not None
     assert time.monotonic() - started < WAIT / 2
+
+
+def test_memory_wait_released_ends_when_the_ttl_runs_out() -> None:
+    store = MemoryStore()
+    assert store.lock("s1", 0.3, 0) is not None  # never released
+    started = time.monotonic()
+    assert store.wait_released("s1", WAIT) is True
+    assert 0.25 <= time.monotonic() - started < 0.3 + PROMPTLY
+    assert store.lock("s1", 30, 0) is not None
 
 
 def test_memory_release_refuses_a_foreign_lock(host: HostStore) -> None:
@@ -354,6 +450,42 @@ async def test_threaded_cancelled_lock_wait_releases_what_it_gets(
     await threaded.release(again)
 
 
+async def test_threaded_wait_released_leaves_the_loop_free(threaded: ThreadedStore) -> None:
+    held = await threaded.lock("s1", 30, 0)
+    assert held is not None
+    waiters = [asyncio.create_task(threaded.wait_released("s1", WAIT)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    assert not any(waiter.done() for waiter in waiters)
+    assert await threaded.read("s1") is None  # the loop still serves other calls
+    await threaded.release(held)
+    assert await asyncio.wait_for(asyncio.gather(*waiters), WAIT / 2) == [True] * 3
+    again = await threaded.lock("s1", 30, 0)
+    assert again is not None
+    await threaded.release(again)
+
+
+async def test_the_await_release_effect_is_performed_sync_and_async(
+        threaded: ThreadedStore) -> None:
+    sync_store = threaded.sync_store
+    assert perform(sync_store, AwaitRelease("s1", 0)) is True
+    held = perform(sync_store, TakeLock("s1", 30, 0))
+    assert held is not None
+    assert perform(sync_store, AwaitRelease("s1", 0)) is False
+    assert await perform_async(threaded, AwaitRelease("s1", 0.1)) is False
+    waiter = asyncio.create_task(perform_async(threaded, AwaitRelease("s1", WAIT)))
+    await asyncio.sleep(0.2)
+    perform(sync_store, ReleaseLock(held))
+    assert await asyncio.wait_for(waiter, WAIT / 2) is True
+    assert await perform_async(threaded, AwaitRelease("s1", 0)) is True
+
+
+async def test_threaded_wait_released_after_close_is_unavailable(tmp_path: Path) -> None:
+    threaded = ThreadedStore(HostStore(str(tmp_path / "store")))
+    await threaded.close()
+    with pytest.raises(StoreUnavailable):
+        await threaded.wait_released("s1", 0)
+
+
 async def test_threaded_close_closes_the_store(tmp_path: Path) -> None:
     threaded = ThreadedStore(HostStore(str(tmp_path / "store")))
     await threaded.write("s1", Lineage(1, "first"), 3600)
@@ -381,6 +513,10 @@ elif command == "write":
     store.write(session_id, Lineage(int(sys.argv[4]), sys.argv[5]), 3600)
 elif command == "read":
     print(repr(store.read(session_id)), flush=True)
+elif command == "await":
+    print("waiting", flush=True)
+    answer = store.wait_released(session_id, float(sys.argv[4]))
+    print(answer, repr(time.time()), flush=True)
 """
 
 
@@ -425,6 +561,58 @@ def test_host_lock_of_a_killed_process_is_freed_at_once(host: HostStore) -> None
     assert result["lock"] is not None
     assert killed <= result["at"] < killed + WAIT / 2
     host.release(result["lock"])
+
+
+@pytest.mark.parametrize("ending", ["release", "kill"])
+def test_host_waiter_processes_all_wake_at_once(host: HostStore, ending: str) -> None:
+    """Released by its holder, or its holder killed with SIGKILL: every process waiting
+    for the release wakes at once, and together."""
+    with contextlib.ExitStack() as processes:
+        def start(*args: str) -> subprocess.Popen[str]:
+            process = processes.enter_context(child(host.directory, *args))
+            processes.callback(process.kill)  # before the context's wait
+            assert process.stdout is not None
+            return process
+
+        if ending == "kill":
+            holder = start("hold", "s1")
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "locked"
+            end = functools.partial(os.kill, holder.pid, signal.SIGKILL)
+        else:
+            held = host.lock("s1", 30, 0)
+            assert held is not None
+            end = functools.partial(host.release, held)
+        waiters = [start("await", "s1", str(WAIT * 2)) for _ in range(4)]
+        for waiter in waiters:
+            assert waiter.stdout is not None
+            assert waiter.stdout.readline().strip() == "waiting"
+        time.sleep(0.5)
+        assert all(waiter.poll() is None for waiter in waiters)
+        ended = time.time()
+        end()
+        answers = [waiter.communicate(timeout=WAIT * 2)[0].split() for waiter in waiters]
+    assert [answer for answer, _ in answers] == ["True"] * 4
+    times = [float(at) for _, at in answers]
+    assert ended <= min(times) and max(times) < ended + PROMPTLY
+    assert max(times) - min(times) < SPREAD
+    lock = host.lock("s1", 30, 0)
+    assert lock is not None
+    host.release(lock)
+
+
+def test_host_abandoned_wait_for_the_release_lets_the_lock_go(host: HostStore) -> None:
+    held = host.lock("s1", 30, 0)
+    assert held is not None
+    assert host.wait_released("s1", 0.2) is False  # its helper still waits for the flock
+    helpers = [t for t in threading.enumerate() if t.name == "renewal-store-flock"]
+    assert helpers
+    host.release(held)  # the helper gets it, finds nobody waiting, and frees it
+    for helper in helpers:
+        helper.join(WAIT)
+    again = host.lock("s1", 30, 0)
+    assert again is not None
+    host.release(again)
 
 
 def test_host_abandoned_wait_lets_the_lock_go(host: HostStore) -> None:
@@ -502,6 +690,8 @@ def test_host_failures_are_store_unavailable(tmp_path: Path) -> None:
     (tmp_path / "store" / "locks").write_text("not a directory")
     with pytest.raises(StoreUnavailable):
         store.lock("s1", 30, 0)
+    with pytest.raises(StoreUnavailable):
+        store.wait_released("s1", 0)
     store.close()
 
 
