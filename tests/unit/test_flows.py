@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from joserfc.jwk import RSAKey
 
-from renewal_middleware.context import Loaded, Serve
+from renewal_middleware.context import Loaded, Serve, SessionView
 from renewal_middleware.errors import (
     ProviderUnavailable,
     TokenRequestRejected,
@@ -328,3 +328,44 @@ async def test_a_stored_refresh_result_never_serves_an_expired_token(clock: Fake
     assert served.view is not None
     assert served.view.session.expires_at > clock(), "the app was handed an expired token"
     assert len(runs) == 2
+
+
+async def test_a_provider_whose_new_token_lives_no_longer_is_not_asked_on_every_request(
+        flows: Flows, clock: FakeClock) -> None:
+    """Some providers answer a refresh with a token that lives no longer than the one held
+    (Keycloak near its SSO session's maximum, Auth0 near a refresh token's absolute
+    lifetime): the session stays inside its window, and must not cost a grant per request
+    until that token expires."""
+    coordinator = AsyncRefreshCoordinator(flows.results, clock)
+    session = make_session(expires_in=120)
+    grants: list[float] = []
+
+    def provider(effect: Any) -> Any:
+        if isinstance(effect, GetJSON):
+            return DISCOVERY
+        grants.append(clock())
+        # A new access token that ends when the old one does.
+        return {"access_token": f"at-{len(grants) + 1}", "token_type": "Bearer",
+                "refresh_token": "rt-1", "expires_in": int(session.expires_at - clock())}
+
+    cookies = session_cookie_header(flows, session)
+    clock.now = session.expires_at - 50  # inside the 60 s window
+    for _ in range(20):
+        loaded = flows.sessions.load(cookies, clock())
+        decision = flows.decide(loaded, clock(), api, lambda: "/")
+        if isinstance(decision, NeedsRefresh):
+            assert loaded.view is not None
+
+            async def run(view: SessionView = loaded.view) -> Any:
+                return run_flow(flows.refresh_session(view.session, clock()), provider)[0]
+
+            outcome = await coordinator.single_flight(decision.key, run)
+            decision = flows.after_refresh(loaded, outcome, decision.freshness, api, clock())
+        assert isinstance(decision, Serve) and decision.view is not None
+        if decision.set_cookies:
+            cookies = cookie_header(set_cookie_pairs(decision.set_cookies))
+        clock.advance(2)
+    assert len(grants) == 1  # one grant for the whole window, not one per request
+    clock.now = session.expires_at + 1  # expired: now a grant is worth trying again
+    loaded = flows.sessions.load(cookies, clock())
+    assert isinstance(flows.decide(loaded, clock(), api, lambda: "/"), NeedsRefresh)
