@@ -104,7 +104,9 @@ def validate_logout_token(
         reason = getattr(exc, "error", None) or type(exc).__name__
         raise _refused(f"not a JWT signed by the provider ({reason})", INVALID) from exc
     _check_type(decoded.header)
-    claims = decoded.claims
+    claims: object = decoded.claims
+    if not isinstance(claims, dict):  # some joserfc versions let a JSON array through
+        raise _refused("the payload is not a JSON object", INVALID)
     if claims.get("iss") != issuer:
         raise _refused("'iss' is not the provider's issuer", WRONG_ISSUER)
     if not _names_audience(claims.get("aud"), client_id):

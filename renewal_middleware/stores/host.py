@@ -15,6 +15,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
@@ -104,6 +105,8 @@ class HostStore:
             self._connection = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000,
                                                isolation_level=None, check_same_thread=False)
             self._pid = os.getpid()
+            # Closed with the store when nobody called close() (in this process only).
+            weakref.finalize(self, _close_in, self._pid, self._connection)
             self._connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._connection.execute("PRAGMA journal_mode = WAL")
             self._connection.execute("PRAGMA synchronous = NORMAL")
@@ -220,3 +223,9 @@ class HostStore:
         self._purged = now
         for table in ("lineages", "tombstones", "claims"):
             db.execute(f"DELETE FROM {table} WHERE expires <= ?", (now,))
+
+
+def _close_in(pid: int, db: sqlite3.Connection) -> None:
+    if os.getpid() == pid:
+        with suppress(sqlite3.Error):
+            db.close()
