@@ -245,6 +245,13 @@ class Flows:
 
     def _renewed(self, session: Session, renewed: Session, now: float) -> Outcome:
         self.backoff.succeeded(session.id)
+        if EXPIRY_UNKNOWN != renewed.expires_at <= session.expires_at:
+            # Some providers answer with a token that lives no longer than the old one (an SSO
+            # session or a refresh token near its end): no new grant, from any process, until
+            # it has expired.
+            logger.info("session %s: the renewed token lives no longer; next try at expiry",
+                        session.id)
+            renewed = dataclasses.replace(renewed, renew_from=renewed.expires_at)
         try:
             value = self.sessions.encode(renewed, now)
         except AuthenticationError as exc:
@@ -252,11 +259,6 @@ class Flows:
             return Ended(exc.code)
         logger.info("renewed session %s (expires in %ss)", session.id,
                     renewed.expires_at - int(now) if renewed.expires_at else "?")
-        if EXPIRY_UNKNOWN != renewed.expires_at <= session.expires_at:
-            # Some providers hand the same token back: no new grant until it has expired.
-            logger.info("session %s: the renewed token is already due; next try at expiry",
-                        session.id)
-            self.backoff.hold(session.id, renewed.expires_at)
         return Renewed(renewed, value)
 
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,

@@ -62,7 +62,7 @@ class SessionLoader:
         session = view.session
         until = view.signed_at + self._max_age
         if session.expires_at != EXPIRY_UNKNOWN:
-            until = min(until, session.expires_at - self._grace)
+            until = min(until, max(session.expires_at - self._grace, session.renew_from))
         with self._lock:
             headers = self.headers
             headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, until)

@@ -40,6 +40,8 @@ def assess(session: Session, now: float, grace_seconds: int) -> Freshness:
     remaining = session.expires_at - now
     if remaining <= 0:
         return Freshness.EXPIRED
+    if now < session.renew_from:
+        return Freshness.FRESH  # the provider would hand back a token that lives no longer
     lifetime = session.expires_at - session.obtained_at
     window = min(grace_seconds, lifetime / 2) if lifetime > 0 else grace_seconds
     return Freshness.RENEW if remaining <= window else Freshness.FRESH
@@ -158,10 +160,6 @@ class Backoff:
 
     def succeeded(self, key: str) -> None:
         self._state.pop(key)
-
-    def hold(self, key: str, until: float) -> None:
-        """No attempt before ``until`` (a renewal that did not extend the token's life)."""
-        self._state.put(key, (0, until), until)
 
 
 class AsyncRefreshCoordinator:

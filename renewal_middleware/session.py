@@ -41,6 +41,9 @@ class Session:
     generation: int = 0
     #: When the user logged in (Unix time); kept across renewals.
     login_at: int = 0
+    #: No renewal before this time (Unix time, 0: none): set when the provider answered a
+    #: refresh with a token that lives no longer than the one it replaced.
+    renew_from: int = 0
 
     @property
     def sub(self) -> str:
@@ -73,6 +76,8 @@ class Session:
             payload["g"] = self.generation
         if self.login_at:
             payload["li"] = self.login_at
+        if self.renew_from:
+            payload["rf"] = self.renew_from
         return payload
 
     @classmethod
@@ -82,17 +87,18 @@ class Session:
             return None
         sid, at, exp, iat, claims = (payload.get(k) for k in ("id", "at", "exp", "iat", "c"))
         rt, it, sc = payload.get("rt"), payload.get("it"), payload.get("sc", "")
-        gen, login_at = payload.get("g", 0), payload.get("li", 0)
+        gen, login_at, renew_from = (payload.get(k, 0) for k in ("g", "li", "rf"))
         if not (isinstance(sid, str) and isinstance(at, str) and at
                 and type(exp) is int and type(iat) is int and isinstance(claims, dict)
                 and isinstance(claims.get("sub"), str)
                 and (rt is None or (isinstance(rt, str) and rt))
                 and (it is None or isinstance(it, str)) and isinstance(sc, str)
-                and type(gen) is int and gen >= 0 and type(login_at) is int):
+                and type(gen) is int and gen >= 0 and type(login_at) is int
+                and type(renew_from) is int):
             return None
         return cls(id=sid, access_token=at, expires_at=exp, obtained_at=iat,
                    refresh_token=rt, id_token=it, claims=claims, scope=sc,
-                   generation=gen, login_at=login_at)
+                   generation=gen, login_at=login_at, renew_from=renew_from)
 
     @classmethod
     def from_token_response(

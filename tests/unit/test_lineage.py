@@ -286,3 +286,27 @@ def test_provider_effects_of_a_renewal_are_discovery_and_one_grant(
     _, effects = renew(flows, session, store, Provider())
     assert [type(e) for e in provider_effects(effects)] == [GetJSON, TokenRequest]
     assert any(isinstance(e, WriteLineage) for e in effects)
+
+
+def test_a_token_that_lives_no_longer_is_not_renewed_again_by_another_process(
+        flows: Flows, clock: FakeClock, store: MemoryStore) -> None:
+    """The provider answered with a token ending when the old one does: the other workers
+    adopt it instead of asking again, until it has expired."""
+    session = make_session(expires_in=120)
+    clock.now = session.expires_at - 50
+    grants: list[str] = []
+
+    def provider(effect: Any) -> Any:
+        if isinstance(effect, GetJSON):
+            return DISCOVERY
+        grants.append(effect.params["refresh_token"])
+        return {"access_token": f"at-{len(grants) + 1}", "token_type": "Bearer",
+                "refresh_token": "rt-1", "expires_in": int(session.expires_at - clock())}
+
+    first, _ = run_flow(flows.lineages.renew(session, clock()), with_store(provider, store))
+    assert isinstance(first, Renewed) and first.session.renew_from == session.expires_at
+    other = Flows(flows.settings, clock)
+    clock.advance(30)  # the new token is well inside any window now
+    late, _ = run_flow(other.lineages.renew(session, clock()), with_store(provider, store))
+    assert isinstance(late, Renewed) and late.session == first.session
+    assert len(grants) == 1
