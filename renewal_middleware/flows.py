@@ -93,7 +93,8 @@ class Flows:
         self.transactions = Transactions(settings, clock)
         self.results = RefreshResults(settings.refresh_result_seconds)
         self.backoff = Backoff()
-        self.tombstones = Tombstones(shared=settings.store != "memory")
+        self.tombstones = Tombstones(shared=settings.store != "memory",
+                                     lifetime=settings.session_lifetime_seconds)
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
                                self.tombstones, self.learn)

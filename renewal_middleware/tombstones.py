@@ -17,6 +17,8 @@ logger = logging.getLogger("renewal_middleware")
 
 #: How often a driver asks the store for tombstones recorded by other processes.
 SYNC_INTERVAL = 1.0
+#: How often, at most, tombstones older than a session's lifetime are forgotten.
+PRUNE_INTERVAL = 60.0
 #: Tombstones are asked for from a little before the last sync: clocks of hosts differ.
 SYNC_OVERLAP = 5.0
 
@@ -29,8 +31,11 @@ class Tombstones:
     """Ended sessions by key: ``s:<id>``, ``sid:<provider session>``, ``sub:<subject>`` (all
     of the user's sessions), ``nosid:<subject>`` (those of them whose ID token had no sid)."""
 
-    def __init__(self, shared: bool) -> None:
+    def __init__(self, shared: bool, lifetime: float) -> None:
         self.ended: dict[str, float] = {}
+        #: A tombstone older than this ends nothing: every cookie of its session is too old.
+        self._lifetime = lifetime
+        self._pruned_at = -math.inf
         #: When the next sync with the store is due (never for a store of one process).
         self.sync_at = 0.0 if shared else math.inf
         self._since = 0.0
@@ -63,12 +68,15 @@ class Tombstones:
             if self._failing:
                 self._failing = False
                 logger.warning("the store answers again: logouts of other processes apply")
-        new = False
+        newest = -math.inf
         for tombstone in tombstones:
             if self.ended.get(tombstone.key, -1.0) < tombstone.at:
                 self.ended[tombstone.key] = tombstone.at
-                new = True
-        return new
+                newest = max(newest, tombstone.at)
+        if newest - self._pruned_at >= PRUNE_INTERVAL:
+            self._pruned_at = newest
+            self.expire(newest - self._lifetime)
+        return newest > -math.inf
 
     def due(self, now: float) -> float:
         """Start a sync: the next one is in a second; returns from when to ask the store."""
@@ -83,5 +91,6 @@ class Tombstones:
                            "not seen until it does", error)
 
     def expire(self, older_than: float) -> None:
-        for key in [k for k, at in self.ended.items() if at < older_than]:
-            del self.ended[key]
+        """Forget tombstones from before ``older_than`` (a new dict: readers in other threads
+        keep the one they hold)."""
+        self.ended = {key: at for key, at in list(self.ended.items()) if at >= older_than}

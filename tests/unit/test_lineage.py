@@ -266,6 +266,17 @@ def test_a_subject_tombstone_ends_only_the_sessions_that_began_before_it(flows: 
     assert flows.tombstones.ends(before) and not flows.tombstones.ends(after)
 
 
+def test_tombstones_older_than_a_session_lifetime_are_forgotten(flows: Flows) -> None:
+    lifetime = flows.settings.session_lifetime_seconds
+    flows.learn([Tombstone("s:old", 1_000.0), Tombstone("sub:bob", 1_000.0)])
+    flows.learn([Tombstone("s:recent", 1_000.0 + lifetime - 10)])
+    assert set(flows.tombstones.ended) == {"s:old", "sub:bob", "s:recent"}
+    flows.learn([Tombstone("s:new", 1_000.0 + lifetime + 100)])
+    assert set(flows.tombstones.ended) == {"s:recent", "s:new"}
+    assert flows.tombstones.ends(make_session(id="recent"))
+    assert not flows.tombstones.ends(make_session(id="old"))  # its cookies are all too old
+
+
 class _Get:
     method, path, query_string, body = "GET", "/", "", b""
 
