@@ -20,8 +20,8 @@ from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
 from .stores import open_async_store
-from .stores.base import Lock, StoreUnavailable
-from .stores.effects import ReleaseLock, TakeLock, perform_async
+from .stores.base import Lock
+from .stores.effects import HeldLocks, perform_async
 from .transport import AsyncTransport
 
 logger = logging.getLogger("renewal_middleware")
@@ -134,7 +134,7 @@ class RenewalMiddleware:
     async def _answer(self, scope: Scope, receive: Receive, cookie: bytes | None, now: float
                       ) -> Serve | Reply:
         body = b""
-        if scope["path"] == self.settings.backchannel_logout_path and scope["method"] == "POST":
+        if self.flows.reads_body(scope["path"], scope["method"]):
             body = await _read_body(receive)
         handled = self.flows.handle(_ASGIRequest(scope, body), now, cookie)
         if isinstance(handled, (Serve, Reply)):
@@ -146,7 +146,7 @@ class RenewalMiddleware:
         refreshes through single-flight. A lock the flow did not release is released."""
         value: Any = None
         error: RenewalError | None = None
-        held: list[Lock] = []
+        held = HeldLocks()
         try:
             while True:
                 try:
@@ -158,12 +158,9 @@ class RenewalMiddleware:
                     value, error = await self._perform(step), None
                 except RenewalError as exc:
                     value, error = None, exc
-                if isinstance(step, TakeLock) and value is not None:
-                    held.append(value)
-                elif isinstance(step, ReleaseLock) and step.lock in held:
-                    held.remove(step.lock)
+                held.note(step, value)
         finally:
-            for lock in held:
+            for lock in held.locks:
                 await self._release(lock)
 
     async def _perform(self, step: Step) -> Any:
@@ -171,13 +168,7 @@ class RenewalMiddleware:
             return await self.coordinator.single_flight(step.key, self._refresher(step))
         if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):
             return await self.transport.perform(step)
-        try:
-            return await perform_async(self.store, step)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # a store must not turn into a 500
-            logger.exception("the store failed")
-            raise StoreUnavailable(f"the store failed ({type(exc).__name__})") from exc
+        return await perform_async(self.store, step)
 
     async def _release(self, lock: Lock) -> None:
         try:
@@ -208,21 +199,12 @@ class RenewalMiddleware:
             if message["type"] == "http.response.start":
                 cookies = serve.set_cookies
                 if serve.renewal is not None:
-                    cookies = await self._final_cookies(serve)
+                    cookies = await self._run(self.flows.renewal_cookies(serve, self.clock()))
                 encoded = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
                 message = {**message, "headers": [*message.get("headers", []), *encoded]}
             await send(message)
 
         return send_with_cookies
-
-    async def _final_cookies(self, serve: Serve) -> tuple[str, ...]:
-        assert serve.renewal is not None
-        try:
-            known = await self.store.read(serve.renewal.session.id)
-        except Exception as exc:
-            logger.warning("renewal cookie set without checking the store: %s", exc)
-            known = None
-        return self.flows.final_cookies(serve, known, self.clock())
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass lifespan to the app, closing the client at shutdown; speak it alone for apps

@@ -20,7 +20,7 @@ from .config import Settings
 from .context import ANONYMOUS, Loaded, Renewal, Serve, SessionView
 from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
-from .lineage import Lineages
+from .lineage import Lineages, SharedFlow
 from .loading import HEADER_KEY_LENGTH, SessionLoader
 from .logout import Logouts
 from .oidc import Effect, Flow, Provider
@@ -38,8 +38,8 @@ from .replies import Reply, unauthorized_reply
 from .requests import RawCookie, Request, request_is_navigation
 from .routes import Routes
 from .session import EXPIRY_UNKNOWN, Session
-from .stores.base import Lineage, Tombstone
-from .stores.effects import StoreEffect
+from .stores.base import Lineage, StoreUnavailable, Tombstone
+from .stores.effects import ReadLineage, StoreEffect
 from .tombstones import Tombstones
 from .transaction import Transactions
 
@@ -97,7 +97,7 @@ class Flows:
                                      lifetime=settings.session_lifetime_seconds)
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
-                               self.tombstones, self.learn)
+                               self.learn)
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
                              self.backoff, self.logouts, clock)
         self._route_paths = self.routes.paths
@@ -272,6 +272,22 @@ class Flows:
         if isinstance(outcome, Ended):
             return Serve(None, tuple(self.sessions.cookie.clear_headers(loaded.present)))
         return self._unavailable(loaded, freshness, navigation())
+
+    def reads_body(self, path: str, method: str) -> bool:
+        """Whether a driver must read the request's body before :meth:`handle` (only the
+        back-channel logout's form)."""
+        return method == "POST" and path == self.settings.backchannel_logout_path
+
+    def renewal_cookies(self, serve: Serve, now: float) -> SharedFlow[tuple[str, ...]]:
+        """The Set-Cookie values of a response, as it starts (see :meth:`final_cookies`)."""
+        if serve.renewal is None:
+            return serve.set_cookies
+        try:
+            known = yield ReadLineage(serve.renewal.session.id)
+        except StoreUnavailable as exc:
+            logger.warning("renewal cookie set without checking the store: %s", exc.message)
+            known = None
+        return self.final_cookies(serve, known, now)
 
     def final_cookies(self, serve: Serve, known: Lineage | None, now: float) -> tuple[str, ...]:
         """The Set-Cookie values of a renewal's response, decided as it starts: never a

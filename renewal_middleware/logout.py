@@ -22,7 +22,7 @@ from .replies import Reply, error_reply, redirect
 from .session import Session
 from .stores.base import StoreUnavailable, Tombstone
 from .stores.effects import Bury, Claim, ReadLineage, TakeLock
-from .tombstones import Tombstones, session_key
+from .tombstones import session_key
 
 logger = logging.getLogger("renewal_middleware")
 
@@ -31,13 +31,11 @@ class Logouts:
     """``/logout`` and ``/backchannel-logout``."""
 
     def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
-                 lineages: Lineages, tombstones: Tombstones,
-                 learn: Callable[[list[Tombstone]], None]) -> None:
+                 lineages: Lineages, learn: Callable[[list[Tombstone]], None]) -> None:
         self.settings = settings
         self.provider = provider
         self.sessions = sessions
         self.lineages = lineages
-        self.tombstones = tombstones
         self._learn = learn
         self._ttl = float(settings.session_lifetime_seconds)
 

@@ -25,8 +25,8 @@ from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import Outcome, ThreadRefreshCoordinator
 from .replies import Reply
 from .stores import open_sync_store
-from .stores.base import Lock, StoreUnavailable
-from .stores.effects import ReleaseLock, TakeLock, perform
+from .stores.base import Lock
+from .stores.effects import HeldLocks, perform
 from .transport import SyncTransport
 
 if TYPE_CHECKING:
@@ -101,8 +101,8 @@ class WSGIRenewalMiddleware:
 
     def _answer(self, environ: WSGIEnvironment, now: float) -> Serve | Reply:
         body = b""
-        if (environ.get("PATH_INFO") == self.settings.backchannel_logout_path
-                and environ.get("REQUEST_METHOD") == "POST"):
+        if self.flows.reads_body(environ.get("PATH_INFO") or "/",
+                                 environ.get("REQUEST_METHOD", "GET")):
             body = _read_body(environ)
         handled = self.flows.handle(_WSGIRequest(environ, body), now)
         if isinstance(handled, (Serve, Reply)):
@@ -114,7 +114,7 @@ class WSGIRenewalMiddleware:
         refreshes through single-flight. A lock the flow did not release is released."""
         value: Any = None
         error: RenewalError | None = None
-        held: list[Lock] = []
+        held = HeldLocks()
         try:
             while True:
                 try:
@@ -126,12 +126,9 @@ class WSGIRenewalMiddleware:
                     value, error = self._perform(step), None
                 except RenewalError as exc:
                     value, error = None, exc
-                if isinstance(step, TakeLock) and value is not None:
-                    held.append(value)
-                elif isinstance(step, ReleaseLock) and step.lock in held:
-                    held.remove(step.lock)
+                held.note(step, value)
         finally:
-            for lock in held:
+            for lock in held.locks:
                 self._release(lock)
 
     def _perform(self, step: Step) -> Any:
@@ -139,13 +136,7 @@ class WSGIRenewalMiddleware:
             return self.coordinator.single_flight(step.key, self._refresher(step))
         if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):
             return self.transport.perform(step)
-        try:
-            return perform(self.store, step)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # a store must not turn into a 500
-            logger.exception("the store failed")
-            raise StoreUnavailable(f"the store failed ({type(exc).__name__})") from exc
+        return perform(self.store, step)
 
     def _release(self, lock: Lock) -> None:
         try:
@@ -171,12 +162,7 @@ class WSGIRenewalMiddleware:
                                exc_info: Any = None) -> Callable[[bytes], object]:
             cookies = serve.set_cookies
             if serve.renewal is not None:
-                try:
-                    known = self.store.read(serve.renewal.session.id)
-                except Exception as exc:
-                    logger.warning("renewal cookie set without checking the store: %s", exc)
-                    known = None
-                cookies = self.flows.final_cookies(serve, known, self.clock())
+                cookies = self._run(self.flows.renewal_cookies(serve, self.clock()))
             extra = [("set-cookie", c) for c in cookies]
             return start_response(status, [*headers, *extra], exc_info)
 

@@ -8,10 +8,14 @@ the flow as :class:`~renewal_middleware.stores.base.StoreUnavailable`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from .base import AsyncStore, Lineage, Lock, SyncStore, Tombstone
+from .base import AsyncStore, Lineage, Lock, StoreUnavailable, SyncStore, Tombstone
+
+logger = logging.getLogger("renewal_middleware")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +71,44 @@ StoreEffect = (ReadLineage | WriteLineage | TakeLock | ReleaseLock | AwaitReleas
                | Claim)
 
 
+@contextmanager
+def _as_unavailable() -> Iterator[None]:
+    """Whatever a store raises reaches the flow as StoreUnavailable, never as a 500."""
+    try:
+        yield
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        logger.exception("the store failed")
+        raise StoreUnavailable(f"the store failed ({type(exc).__name__})") from exc
+
+
+class HeldLocks:
+    """The locks a flow took and has not released, for its driver to release at its end."""
+
+    def __init__(self) -> None:
+        self.locks: list[Lock] = []
+
+    def note(self, effect: object, answer: object) -> None:
+        if isinstance(effect, TakeLock) and answer is not None:
+            self.locks.append(answer)  # type: ignore[arg-type]
+        elif isinstance(effect, ReleaseLock) and effect.lock in self.locks:
+            self.locks.remove(effect.lock)
+
+
 def perform(store: SyncStore, effect: StoreEffect) -> Any:
     """Run ``effect`` on a sync store."""
+    with _as_unavailable():
+        return _perform(store, effect)
+
+
+async def perform_async(store: AsyncStore, effect: StoreEffect) -> Any:
+    """Run ``effect`` on an async store."""
+    with _as_unavailable():
+        return await _perform_async(store, effect)
+
+
+def _perform(store: SyncStore, effect: StoreEffect) -> Any:
     if isinstance(effect, ReadLineage):
         return store.read(effect.session_id)
     if isinstance(effect, WriteLineage):
@@ -84,8 +124,7 @@ def perform(store: SyncStore, effect: StoreEffect) -> Any:
     return store.claim(effect.key, effect.ttl)
 
 
-async def perform_async(store: AsyncStore, effect: StoreEffect) -> Any:
-    """Run ``effect`` on an async store."""
+async def _perform_async(store: AsyncStore, effect: StoreEffect) -> Any:
     if isinstance(effect, ReadLineage):
         return await store.read(effect.session_id)
     if isinstance(effect, WriteLineage):
