@@ -101,7 +101,7 @@ class RenewalMiddleware:
             if now >= self._tombstones.sync_at:
                 self._start_sync(now)
             cookie = _raw_cookie(scope["headers"])
-            serve = self.flows.pass_through(scope["path"], cookie, now)
+            serve = self.flows.pass_through(scope["path"], cookie, now, scope["method"])
             if serve is None:
                 answer = await self._answer(scope, receive, cookie, now)
                 if isinstance(answer, Reply):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypedDict, get_args
 from urllib.parse import urlsplit
@@ -64,6 +65,11 @@ class Options(TypedDict, total=False):
     store: str
     store_directory: str | None
     backchannel_logout_path: str
+    session_path: str
+    script_path: str
+    csrf_protection: bool | str
+    csrf_header: str
+    cookie_host_prefix: bool | str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +122,18 @@ class Settings:
     store_directory: str | None = None
     #: OpenID Connect Back-Channel Logout: the provider POSTs logout tokens here.
     backchannel_logout_path: str = "/backchannel-logout"
+    #: ``GET`` answers what a page's script may know of the session (never a token).
+    session_path: str = "/session"
+    #: The renewal script for pages (``<script src="/renewal.js" defer></script>``).
+    script_path: str = "/renewal.js"
+    #: Refuse an unsafe request (POST, PUT, PATCH, DELETE…) of a session that is neither
+    #: a same-origin form nor carries ``csrf_header``: no other site can make one.
+    csrf_protection: bool = True
+    #: The header scripts send (value ``1``); a custom header forces a CORS preflight.
+    csrf_header: str = "X-CSRF"
+    #: Over https, name the session cookie ``__Host-<cookie_name>``: the browser then
+    #: refuses it unless it is Secure, for the whole host and set by this host.
+    cookie_host_prefix: bool = True
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -166,6 +184,26 @@ class Settings:
         return urlsplit(self.base_url).scheme.lower() == "https"
 
     @property
+    def origin(self) -> str:
+        """The app's origin as a browser sends it in ``Origin``."""
+        parts = urlsplit(self.base_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    @property
+    def session_cookie_name(self) -> str:
+        """The session cookie's name: ``__Host-`` prefixed whenever the profile allows."""
+        if (self.secure_cookies and self.cookie_host_prefix and not self.cookie_domain
+                and self.cookie_path == "/"):
+            return "__Host-" + self.cookie_name
+        return self.cookie_name
+
+    @property
+    def transaction_cookie_prefix(self) -> str:
+        # Scoped to a callback path, so ``__Host-`` is out of reach; ``__Secure-`` is not.
+        secure = "__Secure-" if self.secure_cookies else ""
+        return f"{secure}{self.cookie_name}_tx_"
+
+    @property
     def scopes(self) -> tuple[str, ...]:
         return tuple(self.scope.split())
 
@@ -202,6 +240,8 @@ class Settings:
             "silent_path": self.silent_path,
             "logout_path": self.logout_path,
             "backchannel_logout_path": self.backchannel_logout_path,
+            "session_path": self.session_path,
+            "script_path": self.script_path,
         }
         for name, path in {**paths, "post_logout_path": self.post_logout_path,
                            "cookie_path": self.cookie_path}.items():
@@ -223,13 +263,26 @@ class Settings:
                 fail(name, "must be positive")
         if not self.cookie_name or not self.cookie_name.replace("_", "").replace("-", "").isalnum():
             fail("cookie_name", "may contain only letters, digits, '-' and '_'")
+        if self.cookie_name.lower().startswith(("__host-", "__secure-")):
+            fail("cookie_name", "takes no prefix: __Host- is added over https")
+        if not _TOKEN.fullmatch(self.csrf_header):
+            fail("csrf_header", "must be an HTTP header name, such as X-CSRF")
+        if self.csrf_header.lower() in _SAFELISTED_HEADERS:
+            fail("csrf_header", "must not be a CORS-safelisted header (no preflight)")
 
+
+_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+#: Request headers a cross-origin page may send without a preflight.
+_SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language",
+                                 "content-type", "range"})
 
 _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "client_secret": as_secret,
     "secret_keys": as_secret_keys,
     "audience": as_optional_str,
     "encrypt_cookies": as_bool,
+    "csrf_protection": as_bool,
+    "cookie_host_prefix": as_bool,
     "cookie_domain": as_optional_str,
     "store_directory": as_optional_str,
     "grace_seconds": as_int,

@@ -119,7 +119,7 @@ class SessionCookie:
     """Reads and writes the session cookie: ``name`` or, when large, ``name.0`` … ``name.N``."""
 
     def __init__(self, settings: Settings, writer: CookieWriter, codec: SignedCodec) -> None:
-        self.name = settings.cookie_name
+        self.name = settings.session_cookie_name
         self.max_age = settings.session_lifetime_seconds
         self._writer = writer
         self._codec = codec

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from typing import Any
 
 from .config import Settings
 from .context import ANONYMOUS, Loaded, Renewal, Serve, SessionView
 from .cookies import CookieWriter, SessionCookie, SignedCodec
-from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
+from .csrf import SAFE_METHODS, CsrfPolicy, warn_relaxations
+from .errors import ProviderUnavailable
+from .grant import RefreshGrant
 from .lineage import Lineages, SharedFlow
 from .loading import HEADER_KEY_LENGTH, SessionLoader
 from .logout import Logouts
-from .oidc import Effect, Flow, Provider
+from .oidc import Effect, Provider
 from .renewal import (
     Backoff,
     Ended,
@@ -31,13 +33,13 @@ from .renewal import (
     Outcome,
     RefreshResults,
     Renewed,
-    Unavailable,
     assess,
 )
-from .replies import Reply, unauthorized_reply
+from .replies import Reply, method_not_allowed, unauthorized_reply, wants_json
 from .requests import RawCookie, Request, request_is_navigation
 from .routes import Routes
 from .session import EXPIRY_UNKNOWN, Session
+from .spa import RenewalScript, SessionEndpoint
 from .stores.base import Lineage, StoreUnavailable, Tombstone
 from .stores.effects import ReadLineage, StoreEffect
 from .tombstones import Tombstones
@@ -95,15 +97,25 @@ class Flows:
         self.backoff = Backoff()
         self.tombstones = Tombstones(shared=settings.store != "memory",
                                      lifetime=settings.session_lifetime_seconds)
+        self.refresh_session = RefreshGrant(self.provider, self.sessions, self.backoff, clock)
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
+        self.csrf = CsrfPolicy(settings)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
-                               self.learn)
+                               self.learn, self.csrf)
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
                              self.backoff, self.logouts, clock)
-        self._route_paths = self.routes.paths
+        self.session_endpoint = SessionEndpoint(settings, self.csrf)
+        self.script = RenewalScript(settings)
+        self._own_paths = {settings.session_path: self._session_route,
+                           settings.script_path: self._script_route}
+        self._route_paths = self.routes.paths | self._own_paths.keys()
         self._headers = self.sessions.headers
+        # Unsafe methods skip the pass-through, to be checked for forgery.
+        self._csrf = settings.csrf_protection
+        warn_relaxations(settings)
 
-    def pass_through(self, path: str, cookie: RawCookie | None, now: float) -> Serve | None:
+    def pass_through(self, path: str, cookie: RawCookie | None, now: float,
+                     method: str = "GET") -> Serve | None:
         """The answer for the common case, or ``None`` when :meth:`handle` must decide.
 
         ``cookie`` is the raw Cookie header as the driver has it (bytes or str, never
@@ -114,6 +126,8 @@ class Flows:
             return None
         if cookie is None:
             return ANONYMOUS
+        if self._csrf and method not in SAFE_METHODS:
+            return None
         entry = self._headers.get(cookie[-HEADER_KEY_LENGTH:])
         if entry is not None and entry[2] > now and entry[0] == cookie:
             return entry[1]
@@ -128,12 +142,15 @@ class Flows:
         ``raw_cookie`` is what the driver gives :meth:`pass_through`, to remember.
         """
         if request.path in self._route_paths:
-            return self.routes.answer(request, now)
+            own = self._own_paths.get(request.path)
+            return own(request, now) if own else self.routes.answer(request, now)
         cookie = request.header("cookie")
         if cookie is None:
             return ANONYMOUS
         loaded = self._load(cookie, now)
         if loaded.view is not None:
+            if self.csrf.refuses(request):
+                return self.csrf.refusal(request)
             self.sessions.remember_header(cookie if raw_cookie is None else raw_cookie,
                                           loaded.view)
         decision = self.decide(loaded, now, lambda: request_is_navigation(request),
@@ -141,6 +158,28 @@ class Flows:
         if isinstance(decision, (Serve, Reply)):
             return decision
         return self._renew(request, loaded, decision, now)
+
+    def _session_route(self, request: Request, now: float) -> Reply | RequestFlow:
+        """``GET /session``: what a page's script may know; renews like any request."""
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed({"GET", "HEAD"}, True)
+        return self._session_answer(request, now)
+
+    def _session_answer(self, request: Request, now: float) -> RequestFlow:
+        loaded = self._load(request.header("cookie"), now)
+        decision = self.decide(loaded, now, lambda: False, request.target)
+        if isinstance(decision, (NeedsRefresh, NeedsSilentLogin)):
+            decision = yield from self._renew(request, loaded, decision, now)
+        if isinstance(decision, Reply):  # expired and not renewable now
+            decision = Serve(None)
+        cookies = yield from self.renewal_cookies(decision, now)
+        expired = loaded.view is not None and decision.view is None and not cookies
+        return self.session_endpoint.reply(decision, cookies, expired, now)
+
+    def _script_route(self, request: Request, now: float) -> Reply:
+        if request.method not in ("GET", "HEAD"):
+            return method_not_allowed({"GET", "HEAD"}, wants_json(request.header("accept")))
+        return self.script.reply(request.query_string, request.header("if-none-match"))
 
     def _load(self, cookie: str | None, now: float) -> Loaded:
         loaded = self.sessions.load(cookie, now)
@@ -210,57 +249,6 @@ class Flows:
             logger.warning("silent renewal not started, retrying after %.1fs: %s",
                            until - failed_at, exc.message)
             return self._unavailable(loaded, decision.freshness, True)
-
-    # -- renewal ---------------------------------------------------------------------
-
-    def refresh_session(self, session: Session, now: float) -> Flow[Outcome]:
-        """The refresh_token grant for ``session``, as one outcome."""
-        assert session.refresh_token is not None
-        try:
-            token = yield from self.provider.refresh_grant(now, session.refresh_token)
-            claims: Mapping[str, Any] = session.claims
-            if isinstance(token.get("id_token"), str):
-                claims = yield from self.provider.validate_id_token(
-                    now, token["id_token"], nonce=None, access_token=token["access_token"],
-                    expected_sub=session.sub)
-        except TokenRequestRejected as exc:
-            if exc.error == "invalid_grant":
-                logger.info("refresh refused (invalid_grant): session %s ended", session.id)
-                self.backoff.succeeded(session.id)
-                return Ended(exc.error)
-            # invalid_client and the like: our configuration, not the user's session.
-            logger.error("refresh refused (%s): check the client settings", exc.error)
-            return Unavailable(exc.error, self.backoff.failed(session.id, self.clock()))
-        except ProviderUnavailable as exc:
-            # Back off from when the attempt failed, which may be a timeout after ``now``.
-            failed_at = self.clock()
-            until = self.backoff.failed(session.id, failed_at, exc.retry_after)
-            logger.warning("refresh failed, retrying after %.1fs: %s", until - failed_at,
-                           exc.message)
-            return Unavailable(exc.message, until)
-        except AuthenticationError as exc:
-            logger.warning("refresh returned a bad ID token (%s): session ended", exc.code)
-            return Ended(exc.code)
-        return self._renewed(session, Session.from_token_response(
-            token, claims, int(now), previous=session), now)
-
-    def _renewed(self, session: Session, renewed: Session, now: float) -> Outcome:
-        self.backoff.succeeded(session.id)
-        if EXPIRY_UNKNOWN != renewed.expires_at <= session.expires_at:
-            # Some providers answer with a token that lives no longer than the old one (an SSO
-            # session or a refresh token near its end): no new grant, from any process, until
-            # it has expired.
-            logger.info("session %s: the renewed token lives no longer; next try at expiry",
-                        session.id)
-            renewed = dataclasses.replace(renewed, renew_from=renewed.expires_at)
-        try:
-            value = self.sessions.encode(renewed, now)
-        except AuthenticationError as exc:
-            logger.error("renewed session %s cannot be stored: %s", session.id, exc.message)
-            return Ended(exc.code)
-        logger.info("renewed session %s (expires in %ss)", session.id,
-                    renewed.expires_at - int(now) if renewed.expires_at else "?")
-        return Renewed(renewed, value)
 
     def after_refresh(self, loaded: Loaded, outcome: Outcome, freshness: Freshness,
                       navigation: Callable[[], bool], now: float) -> Serve | Reply:

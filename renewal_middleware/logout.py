@@ -13,12 +13,14 @@ from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode
 
 from .config import Settings
+from .csrf import CsrfPolicy
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
 from .lineage import Lineages, SharedFlow
 from .loading import SessionLoader
 from .logout_token import UNKNOWN_KEY, LogoutClaims, validate_logout_token
 from .oidc import Provider
-from .replies import Reply, error_reply, redirect
+from .replies import Reply, error_reply, logout_confirmation, redirect
+from .requests import Request, parse_query
 from .session import Session
 from .stores.base import StoreUnavailable, Tombstone
 from .stores.effects import Bury, Claim, ReadLineage, TakeLock
@@ -31,20 +33,28 @@ class Logouts:
     """``/logout`` and ``/backchannel-logout``."""
 
     def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
-                 lineages: Lineages, learn: Callable[[list[Tombstone]], None]) -> None:
+                 lineages: Lineages, learn: Callable[[list[Tombstone]], None],
+                 csrf: CsrfPolicy) -> None:
         self.settings = settings
+        self.csrf = csrf
         self.provider = provider
         self.sessions = sessions
         self.lineages = lineages
         self._learn = learn
         self._ttl = float(settings.session_lifetime_seconds)
 
-    def logout(self, cookie_header: str | None, now: float) -> SharedFlow[Reply]:
+    def logout(self, request: Request, now: float) -> SharedFlow[Reply]:
         """``GET|POST /logout``: end the session everywhere, revoke, clear every chunk, and
-        log out at the provider."""
-        loaded = self.sessions.load(cookie_header, now)
+        log out at the provider. A request that may come from another site only gets a
+        page asking to confirm (see :mod:`renewal_middleware.csrf`)."""
+        loaded = self.sessions.load(request.header("cookie"), now)
         clear = self.sessions.cookie.clear_headers(loaded.present)
         session = loaded.view.session if loaded.view else None
+        if session is not None and not self.csrf.logout_allowed(
+                request, session.id, parse_query(request.query_string).get("t")):
+            logger.info("logout of session %s asks for confirmation (cross-site?)", session.id)
+            return logout_confirmation(self.settings.logout_path + "?t="
+                                       + self.csrf.logout_token(session.id))
         if session is not None:
             session = yield from self._end(session, now)
             logger.info("logout of session %s", session.id)

@@ -29,22 +29,24 @@ class Freshness(enum.Enum):
 
 
 def assess(session: Session, now: float, grace_seconds: int) -> Freshness:
-    """Where the session's access token stands at ``now``.
+    """Where the session's access token stands at ``now`` (see :func:`renewal_starts`)."""
+    if session.expires_at == EXPIRY_UNKNOWN:
+        return Freshness.FRESH
+    if session.expires_at <= now:
+        return Freshness.EXPIRED
+    return Freshness.RENEW if now >= renewal_starts(session, grace_seconds) else Freshness.FRESH
+
+
+def renewal_starts(session: Session, grace_seconds: int) -> float:
+    """When the session's grace window opens (Unix time; its token has a known expiry).
 
     The grace window is at most half the token's lifetime, so that a provider
     issuing tokens shorter than ``grace_seconds`` does not cause a renewal on
-    every request.
+    every request; it never opens before ``renew_from``.
     """
-    if session.expires_at == EXPIRY_UNKNOWN:
-        return Freshness.FRESH
-    remaining = session.expires_at - now
-    if remaining <= 0:
-        return Freshness.EXPIRED
-    if now < session.renew_from:
-        return Freshness.FRESH  # the provider would hand back a token that lives no longer
     lifetime = session.expires_at - session.obtained_at
     window = min(grace_seconds, lifetime / 2) if lifetime > 0 else grace_seconds
-    return Freshness.RENEW if remaining <= window else Freshness.FRESH
+    return max(session.expires_at - window, session.renew_from)
 
 
 @dataclasses.dataclass(frozen=True)

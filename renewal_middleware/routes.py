@@ -99,7 +99,7 @@ class Routes:
                              now)
 
     def _logout_route(self, request: Request, now: float) -> SharedFlow[Reply]:
-        return self.logouts.logout(request.header("cookie"), now)
+        return self.logouts.logout(request, now)
 
     def _backchannel_route(self, request: Request, now: float) -> SharedFlow[Reply]:
         return self.logouts.backchannel(request.body, now)

@@ -67,7 +67,7 @@ class Transactions:
 
     def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
         self.codec = SignedCodec(settings, "renewal.transaction", clock)
-        self.prefix = settings.cookie_name + "_tx_"
+        self.prefix = settings.transaction_cookie_prefix
         self._timeout = settings.login_timeout_seconds
         # A transaction must survive the cross-site redirect back from the provider.
         samesite = "none" if settings.cookie_samesite == "none" else "lax"

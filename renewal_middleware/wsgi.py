@@ -86,7 +86,8 @@ class WSGIRenewalMiddleware:
         if now >= self._tombstones.sync_at:
             self._sync_tombstones(now)
         serve = self.flows.pass_through(environ.get("PATH_INFO") or "/",
-                                        environ.get("HTTP_COOKIE"), now)
+                                        environ.get("HTTP_COOKIE"), now,
+                                        environ.get("REQUEST_METHOD", "GET"))
         if serve is None:
             answer = self._answer(environ, now)
             if isinstance(answer, Reply):

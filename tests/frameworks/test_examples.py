@@ -114,7 +114,11 @@ async def test_login_renewal_logout(example_url: str, short_provider: Provider) 
         assert all(r.json()["expires_at"] > me["expires_at"] for r in burst)
         assert short_provider.stats()["grants"].get("refresh_token") == 1
 
-        out = await browse(client, example_url + "/logout")
+        # The logout link a page's script gets from /session (a bare /logout from another
+        # site only gets a confirmation page).
+        session = (await client.get(example_url + "/session")).json()
+        assert session["authenticated"] and session["user"]["sub"] == "alice"
+        out = await browse(client, example_url + session["logout_url"])
         assert str(out.url) == example_url + "/"
         assert "Alice Liddell" not in out.text
         assert (await client.get(example_url + "/api/me")).status_code == 401

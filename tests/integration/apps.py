@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 SECRET = "integration-secret-key-0123456789abcdef"
 NAVIGATE = {"sec-fetch-mode": "navigate", "accept": "text/html"}
+#: What a browser adds to a request of a page to its own origin (a logout link, a fetch).
+SAME_ORIGIN = {"sec-fetch-site": "same-origin"}
 
 
 async def me(request: Request) -> Response:

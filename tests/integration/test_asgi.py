@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.integration.apps import NAVIGATE, Running, running, session_cookie
+from tests.integration.apps import NAVIGATE, SAME_ORIGIN, Running, running, session_cookie
 from tests.op.harness import CLIENT_ID, CLIENT_SECRET, Provider, browse, login
 
 
@@ -226,7 +226,7 @@ async def test_logout_revokes_and_ends_the_session_at_the_provider(
         view = app.middleware.flows.sessions.load(f"renewal_session={cookie}", app.clock()).view
         assert view is not None
         refresh_token = view.session.refresh_token
-        out = await client.get(app.url + "/logout")
+        out = await client.get(app.url + "/logout", headers=SAME_ORIGIN)
         assert out.status_code == 302
         location = urlsplit(out.headers["location"])
         query = parse_qs(location.query)

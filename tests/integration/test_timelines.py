@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from renewal_middleware.session import Session
-from tests.integration.apps import Running, running, session_cookie
+from tests.integration.apps import SAME_ORIGIN, Running, running, session_cookie
 from tests.op.harness import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -134,7 +134,7 @@ async def test_a_logout_in_the_middle_of_a_renewal_storm_sticks(app: Running,
     async with httpx.AsyncClient(limits=limits, timeout=30) as browser:
 
         async def fetch(path: str) -> None:
-            sent = {"cookie": cookie_header(jar)}
+            sent = {"cookie": cookie_header(jar), **SAME_ORIGIN}
             arrived.append(await browser.get(app.url + path, headers=sent))
 
         storm = [asyncio.ensure_future(fetch("/api/me")) for _ in range(200)]

@@ -201,3 +201,29 @@ def session_cookie_header(flows: Flows, session: Session) -> str:
     """The Cookie header of a browser holding ``session``, signed by (a copy of) ``flows``."""
     value = flows.sessions.cookie.encode(session.to_payload())
     return cookie_header(set_cookie_pairs(flows.sessions.cookie.set_headers(value, ())))
+
+
+class FakeRequest:
+    """A request as a driver adapts it for the core: headers by lower-case name."""
+
+    def __init__(self, method: str = "GET", path: str = "/", query_string: str = "",
+                 cookie: str | None = None, headers: dict[str, str] | None = None,
+                 body: bytes = b"") -> None:
+        self.method = method
+        self.path = path
+        self.query_string = query_string
+        self.body = body
+        self._headers = dict(headers or {})
+        if cookie is not None:
+            self._headers["cookie"] = cookie
+
+    def header(self, name: str) -> str | None:
+        return self._headers.get(name)
+
+    def target(self) -> str:
+        return self.path + ("?" + self.query_string if self.query_string else "")
+
+
+def same_origin_logout(cookie: str | None) -> FakeRequest:
+    """``GET /logout`` from a link of the app's own pages."""
+    return FakeRequest("GET", "/logout", cookie=cookie, headers={"sec-fetch-site": "same-origin"})

@@ -154,8 +154,8 @@ def test_small_value_is_one_cookie(settings: Settings, clock: FakeClock) -> None
     cookie = session_cookie(settings, clock)
     value = cookie.encode(PAYLOAD)
     headers = cookie.set_headers(value, ())
-    assert list(set_cookie_pairs(headers)) == ["renewal_session"]
-    assert cookie.read(set_cookie_pairs(headers)) == (value, ("renewal_session",))
+    assert list(set_cookie_pairs(headers)) == ["__Host-renewal_session"]
+    assert cookie.read(set_cookie_pairs(headers)) == (value, ("__Host-renewal_session",))
 
 
 def test_large_value_is_split_into_chunks_under_the_browser_limit(
@@ -165,7 +165,7 @@ def test_large_value_is_split_into_chunks_under_the_browser_limit(
     assert len(value) > 3 * COOKIE_SIZE_LIMIT
     headers = cookie.set_headers(value, ())
     pairs = set_cookie_pairs(headers)
-    assert list(pairs) == [f"renewal_session.{i}" for i in range(len(headers))]
+    assert list(pairs) == [f"__Host-renewal_session.{i}" for i in range(len(headers))]
     assert len(headers) >= 4
     assert all(len(h.encode()) < COOKIE_SIZE_LIMIT for h in headers)
     assert not any(is_deletion(h) for h in headers)
@@ -180,17 +180,18 @@ def test_value_just_over_one_cookie_is_chunked(settings: Settings, clock: FakeCl
     cookie = session_cookie(settings, clock)
     value = "x" * (cookie.chunk_size + 1)
     headers = cookie.set_headers(value, ())
-    assert list(set_cookie_pairs(headers)) == ["renewal_session.0", "renewal_session.1"]
+    assert list(set_cookie_pairs(headers)) == ["__Host-renewal_session.0",
+                                               "__Host-renewal_session.1"]
     single = cookie.set_headers("x" * cookie.chunk_size, ())
-    assert list(set_cookie_pairs(single)) == ["renewal_session"]
+    assert list(set_cookie_pairs(single)) == ["__Host-renewal_session"]
     assert len(single[0].encode()) < COOKIE_SIZE_LIMIT
 
 
 def test_stale_chunks_in_the_request_are_deleted(settings: Settings, clock: FakeClock) -> None:
     cookie = session_cookie(settings, clock)
-    present = ("renewal_session", *(f"renewal_session.{i}" for i in range(5)))
+    present = ("__Host-renewal_session", *(f"__Host-renewal_session.{i}" for i in range(5)))
     small = cookie.set_headers(cookie.encode(PAYLOAD), present)
-    assert [h.split("=", 1)[0] for h in small if not is_deletion(h)] == ["renewal_session"]
+    assert [h.split("=", 1)[0] for h in small if not is_deletion(h)] == ["__Host-renewal_session"]
     assert sorted(h.split("=", 1)[0] for h in small if is_deletion(h)) == sorted(present[1:])
 
     value = cookie.encode(big_payload(5000))
@@ -203,7 +204,7 @@ def test_stale_chunks_in_the_request_are_deleted(settings: Settings, clock: Fake
 
 def test_clear_headers_delete_every_cookie_present(settings: Settings, clock: FakeClock) -> None:
     cookie = session_cookie(settings, clock)
-    present = ("renewal_session.0", "renewal_session.1", "renewal_session.2")
+    present = ("__Host-renewal_session.0", "__Host-renewal_session.1", "__Host-renewal_session.2")
     headers = cookie.clear_headers(present)
     assert [h.split("=", 1)[0] for h in headers] == list(present)
     assert all(is_deletion(h) and h.split(";")[0].endswith("=") for h in headers)
@@ -213,18 +214,18 @@ def test_clear_headers_delete_every_cookie_present(settings: Settings, clock: Fa
 def test_read_prefers_the_unchunked_cookie_and_reports_all_present(
         settings: Settings, clock: FakeClock) -> None:
     cookie = session_cookie(settings, clock)
-    raw, present = cookie.read({"renewal_session": "whole", "renewal_session.0": "stale",
-                                "other": "x"})
+    raw, present = cookie.read({"__Host-renewal_session": "whole",
+                                "__Host-renewal_session.0": "stale", "other": "x"})
     assert raw == "whole"
-    assert set(present) == {"renewal_session", "renewal_session.0"}
+    assert set(present) == {"__Host-renewal_session", "__Host-renewal_session.0"}
     assert cookie.read({"other": "x"}) == (None, ())
 
 
 def test_read_stops_at_a_missing_chunk(settings: Settings, clock: FakeClock) -> None:
     cookie = session_cookie(settings, clock)
-    raw, present = cookie.read({"renewal_session.0": "a", "renewal_session.2": "c"})
+    raw, present = cookie.read({"__Host-renewal_session.0": "a", "__Host-renewal_session.2": "c"})
     assert raw == "a"
-    assert set(present) == {"renewal_session.0", "renewal_session.2"}
+    assert set(present) == {"__Host-renewal_session.0", "__Host-renewal_session.2"}
 
 
 # -- attributes --------------------------------------------------------------------------------
@@ -234,7 +235,7 @@ def test_attributes_for_https(clock: FakeClock) -> None:
     settings = make_settings(session_lifetime_seconds=7200)
     header = session_cookie(settings, clock).set_headers("value", ())[0]
     attrs = attributes(header)
-    assert header.startswith("renewal_session=value;")
+    assert header.startswith("__Host-renewal_session=value;")
     assert "HttpOnly" in attrs
     assert "SameSite=Lax" in attrs
     assert "Path=/" in attrs

@@ -74,7 +74,8 @@ def test_fresh_session_is_served_without_set_cookie(flows: Flows) -> None:
 
 
 def test_invalid_cookie_is_cleared(flows: Flows) -> None:
-    for cookies in ["renewal_session=forged", "renewal_session.0=a; renewal_session.1=b"]:
+    for cookies in ["__Host-renewal_session=forged",
+                    "__Host-renewal_session.0=a; __Host-renewal_session.1=b"]:
         decision = flows.decide(flows.sessions.load(cookies, T0), T0, api, lambda: "/")
         assert isinstance(decision, Serve) and decision.view is None
         assert decision.set_cookies and all(is_deletion(c) for c in decision.set_cookies)
@@ -143,7 +144,7 @@ def test_refresh_renews_and_after_refresh_sets_the_cookie(
         flows: Flows, clock: FakeClock) -> None:
     session = make_session()
     clock.now = session.expires_at - 30
-    loaded = loaded_for(flows, session, "; renewal_session.0=stale")
+    loaded = loaded_for(flows, session, "; __Host-renewal_session.0=stale")
     decision = flows.decide(loaded, clock(), api, lambda: "/")
     assert isinstance(decision, NeedsRefresh)
 
@@ -166,8 +167,8 @@ def test_refresh_renews_and_after_refresh_sets_the_cookie(
     assert served.auth.access_token == "at-2"
     written = [c for c in served.set_cookies if not is_deletion(c)]
     deleted = [c.split("=", 1)[0] for c in served.set_cookies if is_deletion(c)]
-    assert deleted == ["renewal_session.0"]
-    assert set_cookie_pairs(written)["renewal_session"] == outcome.cookie_value
+    assert deleted == ["__Host-renewal_session.0"]
+    assert set_cookie_pairs(written)["__Host-renewal_session"] == outcome.cookie_value
     # Another instance with the same keys reads the new cookie.
     other = Flows(flows.settings, clock)
     view = other.sessions.load(cookie_header(set_cookie_pairs(written)), clock()).view
@@ -200,7 +201,7 @@ def test_invalid_grant_ends_the_session_and_clears_every_chunk(
         flows: Flows, clock: FakeClock) -> None:
     session = make_session()
     clock.now = session.expires_at + 10
-    loaded = loaded_for(flows, session, "; renewal_session.0=x; renewal_session.1=y")
+    loaded = loaded_for(flows, session, "; __Host-renewal_session.0=x; __Host-renewal_session.1=y")
     flow = flows.refresh_session(session, clock())
     next(flow)
     flow.send(DISCOVERY)
@@ -211,7 +212,7 @@ def test_invalid_grant_ends_the_session_and_clears_every_chunk(
     decision = flows.after_refresh(loaded, outcome, Freshness.EXPIRED, nav, clock())
     assert isinstance(decision, Serve) and decision.view is None
     assert {c.split("=", 1)[0] for c in decision.set_cookies} == {
-        "renewal_session", "renewal_session.0", "renewal_session.1"}
+        "__Host-renewal_session", "__Host-renewal_session.0", "__Host-renewal_session.1"}
     assert all(is_deletion(c) for c in decision.set_cookies)
     assert flows.backoff.retry_at(session.id, clock()) is None
 

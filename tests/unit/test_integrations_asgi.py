@@ -36,7 +36,7 @@ def session_cookie(middleware: RenewalMiddleware, *, expires_in: int = 3600,
                       obtained_at=now + expires_in - 3600, refresh_token=refresh_token,
                       id_token=None, claims={"sub": "alice", "name": "Alice"})
     value = middleware.flows.sessions.encode(session, time.time())
-    return {"cookie": f"{middleware.settings.cookie_name}={value}"}
+    return {"cookie": f"{middleware.settings.session_cookie_name}={value}"}
 
 
 def cookie_for(settings: Settings) -> dict[str, str]:

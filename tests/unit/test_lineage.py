@@ -229,8 +229,8 @@ def test_a_late_response_never_sets_an_older_generation(flows: Flows, clock: Fak
     gen2, _ = renew(flows, gen1, store, Provider())  # meanwhile, generation 2
     assert isinstance(gen2, Renewed)
     cookies = flows.final_cookies(served, store.read(session.id), clock())
-    value = set_cookie_pairs(cookies)["renewal_session"]
-    view = flows.sessions.load("renewal_session=" + value, clock()).view
+    value = set_cookie_pairs(cookies)["__Host-renewal_session"]
+    view = flows.sessions.load("__Host-renewal_session=" + value, clock()).view
     assert view is not None and view.session.generation == 2
 
 

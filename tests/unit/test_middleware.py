@@ -169,7 +169,7 @@ async def test_expired_api_request_when_the_grant_is_revoked_is_anonymous_and_cl
     assert response.status_code == 401
     assert response.json() == {"error": "anonymous"}
     cookies = response.headers.get_list("set-cookie")
-    assert len(cookies) == 1 and cookies[0].startswith("renewal_session=;")
+    assert len(cookies) == 1 and cookies[0].startswith("__Host-renewal_session=;")
     assert "Max-Age=0" in cookies[0]
 
 
@@ -180,7 +180,7 @@ async def test_silent_route_without_a_response_starts_a_silent_renewal(harness: 
     assert str(location.copy_with(query=None)) == DISCOVERY["authorization_endpoint"]
     assert location.params["prompt"] == "none"
     assert location.params["redirect_uri"] == BASE_URL + "/silent"
-    assert response.headers["set-cookie"].startswith("renewal_session_tx_")
+    assert response.headers["set-cookie"].startswith("__Secure-renewal_session_tx_")
 
 
 async def test_callback_with_unknown_state_is_answered_by_the_middleware(

@@ -51,6 +51,7 @@ from tests.unit.helpers import (
     provider_effects,
     run_flow,
     s256,
+    same_origin_logout,
     session_cookie_header,
     set_cookie_pairs,
     unsigned_token,
@@ -76,7 +77,7 @@ def test_login_redirects_to_the_provider_with_pkce(flows: Flows) -> None:
     assert "audience" not in query
 
     name, _, tx = transaction(flows, reply)
-    assert name == "renewal_session_tx_" + query["state"]
+    assert name == "__Secure-renewal_session_tx_" + query["state"]
     assert tx.state == query["state"]
     assert tx.nonce == query["nonce"]
     assert tx.return_to == "/path?q=1"
@@ -345,7 +346,7 @@ def test_silent_callback_keeps_the_session_and_refuses_another_user(
     other, _ = callback(flows, {"code": "c", "state": tx.state}, cookies,
                         OP(rsa_key, nonce=tx.nonce, sub="mallory"), kind="silent")
     assert header(other, "location") == "/page"
-    assert "renewal_session" in [c.split("=", 1)[0] for c in set_cookies(other)
+    assert "__Host-renewal_session" in [c.split("=", 1)[0] for c in set_cookies(other)
                                  if is_deletion(c)]
 
 
@@ -358,7 +359,7 @@ def test_silent_login_required_ends_the_session(flows: Flows) -> None:
                              kind="silent")
     assert effects == []
     assert done.status == 302 and header(done, "location") == "/page"
-    assert {c.split("=", 1)[0] for c in set_cookies(done)} == {"renewal_session", name}
+    assert {c.split("=", 1)[0] for c in set_cookies(done)} == {"__Host-renewal_session", name}
     assert all(is_deletion(c) for c in set_cookies(done))
 
 
@@ -373,9 +374,9 @@ def big_session() -> Session:
 def test_logout_revokes_clears_and_redirects_to_the_provider(flows: Flows) -> None:
     session = big_session()
     header_ = session_cookie_header(flows, session)
-    assert "renewal_session.1=" in header_  # chunked
+    assert "__Host-renewal_session.1=" in header_  # chunked
     store = MemoryStore()
-    reply, effects = run_flow(flows.logouts.logout(header_, T0),
+    reply, effects = run_flow(flows.logouts.logout(same_origin_logout(header_), T0),
                               with_store(lambda e: answer_discovery(e)
                                          if isinstance(e, GetJSON) else None, store))
     assert provider_effects(effects) == [
@@ -395,7 +396,8 @@ def test_logout_revokes_clears_and_redirects_to_the_provider(flows: Flows) -> No
 
 
 def logout_flow(flows: Flows) -> Any:
-    return flows.logouts.logout(session_cookie_header(flows, make_session()), T0)
+    header_ = session_cookie_header(flows, make_session())
+    return flows.logouts.logout(same_origin_logout(header_), T0)
 
 
 def test_logout_still_logs_out_when_revocation_fails(flows: Flows) -> None:
@@ -417,7 +419,7 @@ def test_logout_without_end_session_endpoint_is_local(flows: Flows) -> None:
                               with_store(lambda e: answer_discovery(e, doc), MemoryStore()))
     assert provider_effects(effects) == [GetJSON(DISCOVERY_URL)]
     assert header(reply, "location") == "/"
-    assert [c.split("=", 1)[0] for c in set_cookies(reply)] == ["renewal_session"]
+    assert [c.split("=", 1)[0] for c in set_cookies(reply)] == ["__Host-renewal_session"]
 
 
 def test_logout_while_the_provider_is_down_is_local(flows: Flows) -> None:
@@ -431,7 +433,7 @@ def test_logout_while_the_provider_is_down_is_local(flows: Flows) -> None:
 
 
 def test_logout_without_session_still_ends_the_provider_session(flows: Flows) -> None:
-    reply, effects = run_flow(flows.logouts.logout(None, T0), answer_discovery)
+    reply, effects = run_flow(flows.logouts.logout(same_origin_logout(None), T0), answer_discovery)
     assert effects == [GetJSON(DISCOVERY_URL)]
     endpoint, query = location_query(reply)
     assert endpoint == DISCOVERY["end_session_endpoint"]
@@ -509,7 +511,7 @@ def test_silent_iframe_failure_reports_the_error_and_ends_the_session(flows: Flo
     message = json.loads(script[len("parent.postMessage("):-len(f',"{BASE_URL}");')])
     assert message == {"type": "renewal_middleware:silent", "ok": False,
                        "error": "login_required"}
-    assert "renewal_session" in [c.split("=", 1)[0] for c in set_cookies(page)
+    assert "__Host-renewal_session" in [c.split("=", 1)[0] for c in set_cookies(page)
                                  if is_deletion(c)]
 
 

@@ -1,0 +1,1 @@
+/* renewal.js: placeholder until the script lands */
