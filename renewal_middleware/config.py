@@ -247,8 +247,11 @@ class Settings:
                            "cookie_path": self.cookie_path}.items():
             if not path.startswith("/") or path.startswith("//"):
                 fail(name, "must be an absolute path starting with a single '/'")
-        if len(set(paths.values())) != len(paths):
-            fail("login_path", "the middleware's own paths must all differ")
+        seen: dict[str, str] = {}
+        for name, path in paths.items():
+            if path in seen:
+                fail(name, f"is also {seen[path]}: the middleware's own paths must all differ")
+            seen[path] = name
         if self.store not in ("host", "memory") and urlsplit(self.store).scheme not in (
                 "redis", "rediss"):
             fail("store", "must be 'host', 'memory' or a redis:// or rediss:// URL")

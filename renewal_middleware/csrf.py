@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import logging
-from urllib.parse import urlsplit
 
 from .config import Settings
 from .replies import Reply
@@ -96,9 +95,6 @@ class CsrfPolicy:
 def relaxations(settings: Settings) -> list[str]:
     """What ``settings`` gives up of the default cookie and CSRF profile, one line each."""
     found = []
-    host = urlsplit(settings.base_url).hostname or ""
-    if not settings.secure_cookies and host not in ("127.0.0.1", "localhost", "::1"):
-        found.append("base_url is not https: cookies are sent without Secure")
     if not settings.encrypt_cookies:
         found.append("encrypt_cookies is off: the browser can read the tokens in cookies")
     if settings.cookie_samesite == "none":

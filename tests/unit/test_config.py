@@ -113,6 +113,12 @@ def test_missing_required_setting_names_it_and_its_variable(name: str) -> None:
     ("cookie_samesite", "none"),  # needs https; the base_url below is http on loopback
     ("token_endpoint_auth_method", "private_key_jwt"),
     ("cookie_name", "bad name;"),
+    ("cookie_name", "__Host-session"),  # the prefix is added over https, not configured
+    ("csrf_header", "X CSRF"),
+    ("csrf_header", "Content-Type"),  # safelisted: no preflight, so no protection
+    ("csrf_protection", "perhaps"),
+    ("session_path", "/login"),  # the own paths must differ
+    ("script_path", "renewal.js"),
     ("login_path", "login"),
     ("callback_path", "//evil.example/cb"),
 ])
