@@ -175,6 +175,12 @@ class Settings:
         return self.base_url + self.post_logout_path
 
     @property
+    def own_paths(self) -> tuple[str, ...]:
+        """Every path the middleware answers itself (and never passes to the app)."""
+        return (self.login_path, self.callback_path, self.silent_path, self.logout_path,
+                self.backchannel_logout_path, self.session_path, self.script_path)
+
+    @property
     def lock_seconds(self) -> float:
         """How long a renewal may hold its session's lock: two provider calls and a margin."""
         return 2 * self.http_timeout_seconds + 5

@@ -108,7 +108,7 @@ class Flows:
         self.script = RenewalScript(settings)
         self._own_paths = {settings.session_path: self._session_route,
                            settings.script_path: self._script_route}
-        self._route_paths = self.routes.paths | self._own_paths.keys()
+        self._route_paths = frozenset(settings.own_paths)
         self._headers = self.sessions.headers
         # Unsafe methods skip the pass-through, to be checked for forgery.
         self._csrf = settings.csrf_protection

@@ -10,10 +10,10 @@
 
 Litestar runs middleware only for requests that match a route, and builds one instance of
 each middleware per route handler. A plain ``DefineMiddleware(RenewalMiddleware)`` would
-therefore 404 on ``/login``, ``/callback``, ``/silent`` and ``/logout``, and give every route
-its own refresh coordinator, so two routes hit at renewal time would each spend the same
-refresh token. The plugin registers those four paths and puts one shared middleware in front
-of every route; it also closes the middleware's HTTP client at shutdown.
+therefore 404 on ``/login``, ``/session`` and the middleware's other own paths, and give
+every route its own refresh coordinator, so two routes hit at renewal time would each
+spend the same refresh token. The plugin registers those paths and puts one shared
+middleware in front of every route; it also closes the middleware's HTTP client at shutdown.
 """
 
 from __future__ import annotations
@@ -67,9 +67,8 @@ class RenewalPlugin(InitPluginProtocol):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         settings = self.middleware.settings
-        paths = [settings.login_path, settings.callback_path, settings.silent_path,
-                 settings.logout_path]
-        app_config.route_handlers.append(asgi(paths, copy_scope=True)(_answered_by_middleware))
+        app_config.route_handlers.append(
+            asgi(list(settings.own_paths), copy_scope=True)(_answered_by_middleware))
         app_config.middleware.insert(0, self._in_front_of)  # first = outermost
         app_config.on_shutdown.append(self.middleware.aclose)
         return app_config

@@ -232,6 +232,10 @@ async def test_litestar_middleware_routes_and_shutdown() -> None:
         login = await http.get("/login", headers={"accept": "application/json"})
         assert login.status_code == 503
         assert (await http.put("/logout")).status_code == 405  # the middleware's own 405
+        session = await http.get("/session", headers=session_cookie(middleware))
+        assert session.json()["user"]["sub"] == "alice"
+        assert (await http.get("/renewal.js")).headers["etag"]
+        assert (await http.post("/backchannel-logout")).status_code == 400
     assert middleware.transport.client.is_closed  # closed by the plugin's on_shutdown hook
 
 
