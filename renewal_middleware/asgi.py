@@ -199,7 +199,7 @@ class RenewalMiddleware:
             if message["type"] == "http.response.start":
                 cookies = serve.set_cookies
                 if serve.renewal is not None:
-                    cookies = await self._run(self.flows.renewal_cookies(serve, self.clock()))
+                    cookies = await self._run(self.flows.response_cookies.of(serve, self.clock()))
                 encoded = [(b"set-cookie", c.encode("latin-1")) for c in cookies]
                 message = {**message, "headers": [*message.get("headers", []), *encoded]}
             await send(message)

@@ -70,6 +70,8 @@ class Options(TypedDict, total=False):
     csrf_protection: bool | str
     csrf_header: str
     cookie_host_prefix: bool | str
+    absolute_lifetime_seconds: int | str
+    idle_timeout_seconds: int | str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +136,11 @@ class Settings:
     #: Over https, name the session cookie ``__Host-<cookie_name>``: the browser then
     #: refuses it unless it is Secure, for the whole host and set by this host.
     cookie_host_prefix: bool = True
+    #: A session ends this long after its login, however active (0: never).
+    absolute_lifetime_seconds: int = 7 * 24 * 3600
+    #: A session ends after this long without a request (0: never); activity is recorded
+    #: at most once a minute (or a tenth of this), so the pass-through stays free.
+    idle_timeout_seconds: int = 24 * 3600
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -264,7 +271,8 @@ class Settings:
         if self.cookie_samesite == "none" and not self.secure_cookies:
             fail("cookie_samesite", "'none' needs an https base_url (browsers require Secure)")
         for name in ("grace_seconds", "login_timeout_seconds", "clock_skew_seconds",
-                     "refresh_result_seconds"):
+                     "refresh_result_seconds", "absolute_lifetime_seconds",
+                     "idle_timeout_seconds"):
             if getattr(self, name) < 0:
                 fail(name, "must not be negative")
         for name in ("session_lifetime_seconds", "http_timeout_seconds", "session_cache_size"):
@@ -300,6 +308,8 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "clock_skew_seconds": as_int,
     "refresh_result_seconds": as_int,
     "session_cache_size": as_int,
+    "absolute_lifetime_seconds": as_int,
+    "idle_timeout_seconds": as_int,
     "http_timeout_seconds": as_float,
     "cookie_samesite": choice(*get_args(SameSite)),
     "token_endpoint_auth_method": choice(*get_args(TokenEndpointAuthMethod)),

@@ -22,7 +22,8 @@ from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .csrf import SAFE_METHODS, CsrfPolicy, warn_relaxations
 from .errors import ProviderUnavailable
 from .grant import RefreshGrant
-from .lineage import Lineages, SharedFlow
+from .lifetimes import Expiry
+from .lineage import Lineages
 from .loading import HEADER_KEY_LENGTH, SessionLoader
 from .logout import Logouts
 from .oidc import Effect, Provider
@@ -37,11 +38,12 @@ from .renewal import (
 )
 from .replies import Reply, method_not_allowed, unauthorized_reply, wants_json
 from .requests import RawCookie, Request, request_is_navigation
+from .response_cookies import ResponseCookies
 from .routes import Routes
 from .session import EXPIRY_UNKNOWN, Session
 from .spa import RenewalScript, SessionEndpoint
-from .stores.base import Lineage, StoreUnavailable, Tombstone
-from .stores.effects import ReadLineage, StoreEffect
+from .stores.base import Tombstone
+from .stores.effects import StoreEffect
 from .tombstones import Tombstones
 from .transaction import Transactions
 
@@ -64,7 +66,16 @@ class NeedsSilentLogin:
     freshness: Freshness
 
 
-Decision = Serve | NeedsRefresh | NeedsSilentLogin | Reply
+@dataclasses.dataclass(frozen=True)
+class NeedsEnd:
+    """Decided: the session is past a lifetime; end it everywhere and revoke."""
+
+    session: Session
+    reason: Expiry
+    present: tuple[str, ...]
+
+
+Decision = Serve | NeedsRefresh | NeedsSilentLogin | NeedsEnd | Reply
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +110,7 @@ class Flows:
                                      lifetime=settings.session_lifetime_seconds)
         self.refresh_session = RefreshGrant(self.provider, self.sessions, self.backoff, clock)
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
+        self.response_cookies = ResponseCookies(self.sessions, self.lineages, self.tombstones)
         self.csrf = CsrfPolicy(settings)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
                                self.learn, self.csrf)
@@ -110,6 +122,7 @@ class Flows:
                            settings.script_path: self._script_route}
         self._route_paths = frozenset(settings.own_paths)
         self._headers = self.sessions.headers
+        self.lifetimes = self.sessions.lifetimes
         # Unsafe methods skip the pass-through, to be checked for forgery.
         self._csrf = settings.csrf_protection
         warn_relaxations(settings)
@@ -168,11 +181,11 @@ class Flows:
     def _session_answer(self, request: Request, now: float) -> RequestFlow:
         loaded = self._load(request.header("cookie"), now)
         decision = self.decide(loaded, now, lambda: False, request.target)
-        if isinstance(decision, (NeedsRefresh, NeedsSilentLogin)):
+        if isinstance(decision, (NeedsRefresh, NeedsSilentLogin, NeedsEnd)):
             decision = yield from self._renew(request, loaded, decision, now)
         if isinstance(decision, Reply):  # expired and not renewable now
             decision = Serve(None)
-        cookies = yield from self.renewal_cookies(decision, now)
+        cookies = yield from self.response_cookies.of(decision, now)
         expired = loaded.view is not None and decision.view is None and not cookies
         return self.session_endpoint.reply(decision, cookies, expired, now)
 
@@ -195,7 +208,7 @@ class Flows:
     def websocket(self, cookie_header: str | None, now: float) -> Serve:
         """A handshake cannot carry Set-Cookie: attach a valid session, never renew."""
         view = self._load(cookie_header, now).view
-        if view is None:
+        if view is None or self.lifetimes.expired(view, now):
             return ANONYMOUS
         expires_at = view.session.expires_at
         return ANONYMOUS if expires_at != EXPIRY_UNKNOWN and expires_at <= now else view.serve
@@ -208,8 +221,13 @@ class Flows:
             if not loaded.invalid:
                 return ANONYMOUS
             return Serve(None, tuple(self.sessions.cookie.clear_headers(loaded.present)))
+        expired = self.lifetimes.expired(view, now)
+        if expired is not None:
+            return NeedsEnd(view.session, expired, loaded.present)
         freshness = assess(view.session, now, self.settings.grace_seconds)
         if freshness is Freshness.FRESH:
+            if self.lifetimes.records_activity(view, now):
+                return self._record_activity(view.session, loaded.present, now)
             return view.serve
         session = view.session
         key = session.refresh_key
@@ -225,6 +243,15 @@ class Flows:
             return self._unavailable(loaded, freshness, True)
         return self._unavailable(loaded, freshness, False)
 
+    def _record_activity(self, session: Session, present: tuple[str, ...], now: float
+                         ) -> Serve:
+        """The same session in a newly signed cookie: its idle time starts again. Set at
+        response start like a renewal's, so never over a newer generation."""
+        value = self.sessions.encode(session, now)
+        view = self.sessions.view_of(value, session, now)
+        return Serve(view, tuple(self.sessions.cookie.set_headers(value, present)),
+                     Renewal(session, present))
+
     def _unavailable(self, loaded: Loaded, freshness: Freshness, navigation: bool
                      ) -> Serve | Reply:
         if freshness is Freshness.RENEW:
@@ -233,9 +260,12 @@ class Flows:
             return ANONYMOUS  # keep the cookie: renewal may work once the provider is back
         return unauthorized_reply("the access token has expired")
 
-    def _renew(self, request: Request, loaded: Loaded, decision: NeedsRefresh | NeedsSilentLogin,
-               now: float) -> RequestFlow:
+    def _renew(self, request: Request, loaded: Loaded,
+               decision: NeedsRefresh | NeedsSilentLogin | NeedsEnd, now: float) -> RequestFlow:
         assert loaded.view is not None
+        if isinstance(decision, NeedsEnd):
+            yield from self.logouts.expire(decision.session, decision.reason, now)
+            return Serve(None, tuple(self.sessions.cookie.clear_headers(decision.present)))
         if isinstance(decision, NeedsRefresh):
             outcome = yield RunRefresh(decision.key, loaded.view.session, now)
             return self.after_refresh(loaded, outcome, decision.freshness,
@@ -265,29 +295,3 @@ class Flows:
         """Whether a driver must read the request's body before :meth:`handle` (only the
         back-channel logout's form)."""
         return method == "POST" and path == self.settings.backchannel_logout_path
-
-    def renewal_cookies(self, serve: Serve, now: float) -> SharedFlow[tuple[str, ...]]:
-        """The Set-Cookie values of a response, as it starts (see :meth:`final_cookies`)."""
-        if serve.renewal is None:
-            return serve.set_cookies
-        try:
-            known = yield ReadLineage(serve.renewal.session.id)
-        except StoreUnavailable as exc:
-            logger.warning("renewal cookie set without checking the store: %s", exc.message)
-            known = None
-        return self.final_cookies(serve, known, now)
-
-    def final_cookies(self, serve: Serve, known: Lineage | None, now: float) -> tuple[str, ...]:
-        """The Set-Cookie values of a renewal's response, decided as it starts: never a
-        generation older than the store's newest, never a cookie for an ended session."""
-        renewal = serve.renewal
-        if renewal is None:
-            return serve.set_cookies
-        session = renewal.session
-        if (known is not None and known.ended) or self.tombstones.ends(session):
-            return tuple(self.sessions.cookie.clear_headers(renewal.present))
-        newest = self.lineages.newest(session, known)
-        if newest is session:
-            return serve.set_cookies
-        value = self.sessions.encode(newest, now)
-        return tuple(self.sessions.cookie.set_headers(value, renewal.present))

@@ -24,6 +24,7 @@ from starlette.requests import cookie_parser
 from .config import Settings
 from .context import NOTHING, Loaded, Serve, SessionView
 from .cookies import SessionCookie
+from .lifetimes import Lifetimes
 from .renewal import TTLCache
 from .requests import RawCookie
 from .session import EXPIRY_UNKNOWN, Session
@@ -47,6 +48,7 @@ class SessionLoader:
 
     def __init__(self, settings: Settings, cookie: SessionCookie) -> None:
         self.cookie = cookie
+        self.lifetimes = Lifetimes(settings)
         self._max_age = settings.session_lifetime_seconds
         # A token with more than this left is fresh whatever its lifetime (see assess()).
         self._grace = settings.grace_seconds
@@ -60,7 +62,7 @@ class SessionLoader:
     def remember_header(self, cookie: RawCookie, view: SessionView) -> None:
         """Let the pass-through answer ``cookie`` while ``view``'s token is far from renewal."""
         session = view.session
-        until = view.signed_at + self._max_age
+        until = min(view.signed_at + self._max_age, self.lifetimes.passes_until(view))
         if session.expires_at != EXPIRY_UNKNOWN:
             until = min(until, max(session.expires_at - self._grace, session.renew_from))
         with self._lock:

@@ -18,7 +18,7 @@ from .errors import AuthenticationError, ProviderUnavailable, TokenRequestReject
 from .lineage import Lineages, SharedFlow
 from .loading import SessionLoader
 from .logout_token import UNKNOWN_KEY, LogoutClaims, validate_logout_token
-from .oidc import Provider
+from .oidc import Flow, Provider, ProviderMetadata
 from .replies import Reply, error_reply, logout_confirmation, redirect
 from .requests import Request, parse_query
 from .session import Session
@@ -64,11 +64,8 @@ class Logouts:
         except ProviderUnavailable:
             logger.warning("logout while the provider is unreachable: local logout only")
             return local
-        if session is not None and session.refresh_token and meta.revocation_endpoint:
-            try:
-                yield from self.provider.revoke(meta, session.refresh_token)
-            except (ProviderUnavailable, TokenRequestRejected) as exc:
-                logger.warning("could not revoke the refresh token: %s", exc.message)
+        if session is not None:
+            yield from self._revoke(meta, session)
         if not meta.end_session_endpoint:
             return local
         params = {"post_logout_redirect_uri": self.settings.post_logout_redirect_uri,
@@ -77,6 +74,24 @@ class Logouts:
             params["id_token_hint"] = session.id_token
         separator = "&" if "?" in meta.end_session_endpoint else "?"
         return redirect(meta.end_session_endpoint + separator + urlencode(params), clear)
+
+    def expire(self, session: Session, reason: str, now: float) -> SharedFlow[None]:
+        """End a session past one of its lifetimes: everywhere, its refresh token revoked."""
+        session = yield from self._end(session, now)
+        logger.info("session %s ended: past its %s lifetime", session.id, reason)
+        try:
+            meta = yield from self.provider.metadata(now)
+        except ProviderUnavailable as exc:
+            logger.warning("could not revoke the refresh token: %s", exc.message)
+            return
+        yield from self._revoke(meta, session)
+
+    def _revoke(self, meta: ProviderMetadata, session: Session) -> Flow[None]:
+        if session.refresh_token and meta.revocation_endpoint:
+            try:
+                yield from self.provider.revoke(meta, session.refresh_token)
+            except (ProviderUnavailable, TokenRequestRejected) as exc:
+                logger.warning("could not revoke the refresh token: %s", exc.message)
 
     def _end(self, session: Session, now: float) -> SharedFlow[Session]:
         """Tombstone ``session`` and return its newest generation (whose refresh token is

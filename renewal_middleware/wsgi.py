@@ -163,7 +163,7 @@ class WSGIRenewalMiddleware:
                                exc_info: Any = None) -> Callable[[bytes], object]:
             cookies = serve.set_cookies
             if serve.renewal is not None:
-                cookies = self._run(self.flows.renewal_cookies(serve, self.clock()))
+                cookies = self._run(self.flows.response_cookies.of(serve, self.clock()))
             extra = [("set-cookie", c) for c in cookies]
             return start_response(status, [*headers, *extra], exc_info)
 

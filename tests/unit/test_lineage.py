@@ -228,7 +228,7 @@ def test_a_late_response_never_sets_an_older_generation(flows: Flows, clock: Fak
     clock.now = gen1.expires_at - 30
     gen2, _ = renew(flows, gen1, store, Provider())  # meanwhile, generation 2
     assert isinstance(gen2, Renewed)
-    cookies = flows.final_cookies(served, store.read(session.id), clock())
+    cookies = flows.response_cookies.final(served, store.read(session.id), clock())
     value = set_cookie_pairs(cookies)["__Host-renewal_session"]
     view = flows.sessions.load("__Host-renewal_session=" + value, clock()).view
     assert view is not None and view.session.generation == 2
@@ -239,9 +239,10 @@ def test_a_response_after_logout_clears_the_cookie(flows: Flows, clock: FakeCloc
     session = make_session()
     clock.now = session.expires_at - 30
     served = renewed_serve(flows, session, store)
-    assert flows.final_cookies(served, store.read(session.id), clock()) == served.set_cookies
+    unchanged = flows.response_cookies.final(served, store.read(session.id), clock())
+    assert unchanged == served.set_cookies
     store.bury([Tombstone("s:" + session.id, clock())], 3600)
-    cookies = flows.final_cookies(served, store.read(session.id), clock())
+    cookies = flows.response_cookies.final(served, store.read(session.id), clock())
     assert cookies and all(is_deletion(c) for c in cookies)
 
 

@@ -54,8 +54,8 @@ def test_no_cookie_is_anonymous_and_routes_are_never_passed_through(flows: Flows
         assert flows.pass_through(path, cookie, T0) is None
 
 
-def test_a_header_stops_being_answered_at_the_grace_window(
-        flows: Flows, clock: FakeClock) -> None:
+def test_a_header_stops_being_answered_at_the_grace_window(clock: FakeClock) -> None:
+    flows = Flows(make_settings(idle_timeout_seconds=0), clock)  # no activity to record
     session = make_session()
     cookie = session_cookie_header(flows, session)
     seen(flows, cookie)
@@ -65,7 +65,7 @@ def test_a_header_stops_being_answered_at_the_grace_window(
 
 
 def test_a_header_stops_being_answered_when_its_signature_is_too_old(clock: FakeClock) -> None:
-    flows = Flows(make_settings(session_lifetime_seconds=3600), clock)
+    flows = Flows(make_settings(session_lifetime_seconds=3600, idle_timeout_seconds=0), clock)
     session = make_session(expires_in=None)  # an expiry the provider did not tell
     cookie = session_cookie_header(flows, session)
     seen(flows, cookie)
@@ -99,4 +99,19 @@ def test_a_websocket_gets_a_valid_session_and_never_an_expired_one(
     assert flows.websocket(cookie, T0 + 60) is ANONYMOUS
     assert flows.websocket(None, T0) is ANONYMOUS
     unknown = session_cookie_header(flows, make_session(expires_in=None))
-    assert flows.websocket(unknown, T0 + 86400).user.is_authenticated
+    assert flows.websocket(unknown, T0 + 86399).user.is_authenticated
+    assert flows.websocket(unknown, T0 + 86400) is ANONYMOUS  # idle for a day
+
+
+def test_a_header_is_answered_until_activity_is_due_or_the_absolute_limit(
+        clock: FakeClock) -> None:
+    flows = Flows(make_settings(idle_timeout_seconds=300), clock)  # record every 30 s
+    cookie = session_cookie_header(flows, make_session())
+    seen(flows, cookie)
+    assert flows.pass_through("/page", cookie, T0 + 29) is not None
+    assert flows.pass_through("/page", cookie, T0 + 30) is None
+    flows = Flows(make_settings(absolute_lifetime_seconds=20), clock)
+    cookie = session_cookie_header(flows, make_session(login_at=int(T0) - 10))
+    seen(flows, cookie)
+    assert flows.pass_through("/page", cookie, T0 + 9) is not None
+    assert flows.pass_through("/page", cookie, T0 + 10) is None

@@ -54,7 +54,8 @@ class Harness:
         router.get(DISCOVERY_URL).mock(return_value=httpx.Response(200, json=DISCOVERY))
         router.get(DISCOVERY["jwks_uri"]).mock(return_value=httpx.Response(200, json=jwks(key)))
         self.token = router.post(DISCOVERY["token_endpoint"]).mock(side_effect=self._token)
-        router.post(DISCOVERY["revocation_endpoint"]).mock(return_value=httpx.Response(200))
+        self.revoked = router.post(DISCOVERY["revocation_endpoint"]).mock(
+            return_value=httpx.Response(200))
         self.key = key
 
     async def notes(self, request: Request) -> Response:
