@@ -16,6 +16,7 @@ from .config import Options, Settings
 from .context import Serve
 from .errors import RenewalError
 from .flows import Flows, RunRefresh, Step
+from .hooks import CallHook, Hooks, call_async
 from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
@@ -82,11 +83,12 @@ class RenewalMiddleware:
     """
 
     def __init__(self, app: ASGIApp, *, clock: Callable[[], float] = time.time,
-                 settings: Settings | None = None, **options: Unpack[Options]) -> None:
+                 settings: Settings | None = None, hooks: Hooks | None = None,
+                 **options: Unpack[Options]) -> None:
         self.app = app
         self.settings = settings if settings is not None else Settings.load(**options)
         self.clock = clock
-        self.flows = Flows(self.settings, clock)
+        self.flows = Flows(self.settings, clock, hooks)
         self.transport = AsyncTransport(self.settings)
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
         self.store = open_async_store(self.settings, clock)
@@ -164,6 +166,8 @@ class RenewalMiddleware:
                 await self._release(lock)
 
     async def _perform(self, step: Step) -> Any:
+        if isinstance(step, CallHook):
+            return await call_async(step)
         if isinstance(step, RunRefresh):
             return await self.coordinator.single_flight(step.key, self._refresher(step))
         if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):

@@ -22,6 +22,7 @@ from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .csrf import SAFE_METHODS, CsrfPolicy, warn_relaxations
 from .errors import ProviderUnavailable
 from .grant import RefreshGrant
+from .hooks import CallHook, Hooks
 from .lifetimes import Expiry
 from .lineage import Lineages
 from .loading import HEADER_KEY_LENGTH, SessionLoader
@@ -89,7 +90,7 @@ class RunRefresh:
 
 
 #: What a request's flow yields: provider effects, plus at most one coordinated refresh.
-Step = Effect | StoreEffect | RunRefresh
+Step = Effect | StoreEffect | CallHook | RunRefresh
 #: The flow of a whole request, ending in what to do with it.
 RequestFlow = Generator[Step, Any, "Serve | Reply"]
 
@@ -97,8 +98,10 @@ RequestFlow = Generator[Step, Any, "Serve | Reply"]
 class Flows:
     """Sessions, routes and renewal decisions, for both drivers."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float]) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float],
+                 hooks: Hooks | None = None) -> None:
         self.settings = settings
+        self.hooks = hooks if hooks is not None else Hooks()
         self.clock = clock
         self.provider = Provider(settings)
         self.sessions = SessionLoader(settings, SessionCookie(
@@ -108,12 +111,13 @@ class Flows:
         self.backoff = Backoff()
         self.tombstones = Tombstones(shared=settings.store != "memory",
                                      lifetime=settings.session_lifetime_seconds)
-        self.refresh_session = RefreshGrant(self.provider, self.sessions, self.backoff, clock)
+        self.refresh_session = RefreshGrant(self.provider, self.sessions, self.backoff, clock,
+                                            self.hooks)
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
         self.response_cookies = ResponseCookies(self.sessions, self.lineages, self.tombstones)
         self.csrf = CsrfPolicy(settings)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
-                               self.learn, self.csrf)
+                               self.learn, self.csrf, self.hooks)
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
                              self.backoff, self.logouts, clock)
         self.session_endpoint = SessionEndpoint(settings, self.csrf)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
+from .hooks import FailureReason, Hooks, RenewalEvent, RenewalFailureEvent, notify
+from .lineage import SharedFlow
 from .loading import SessionLoader
 from .oidc import Flow, Provider
 from .renewal import Backoff, Ended, Outcome, Renewed, Unavailable
@@ -24,14 +26,27 @@ class RefreshGrant:
     """
 
     def __init__(self, provider: Provider, sessions: SessionLoader, backoff: Backoff,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], hooks: Hooks) -> None:
+        self.hooks = hooks
         self.provider = provider
         self.sessions = sessions
         self.backoff = backoff
         self.clock = clock
 
-    def __call__(self, session: Session, now: float) -> Flow[Outcome]:
-        """The refresh_token grant for ``session``, as one outcome."""
+    def __call__(self, session: Session, now: float) -> SharedFlow[Outcome]:
+        """The refresh_token grant for ``session``, as one outcome, told to the app's hooks."""
+        outcome = yield from self._grant(session, now)
+        if isinstance(outcome, Renewed):
+            yield from notify(self.hooks, "after_renewal", RenewalEvent(
+                session.id, session.sub, session.expires_at, outcome.session.expires_at,
+                "refresh"))
+        else:
+            yield from notify(self.hooks, "on_renewal_failure", RenewalFailureEvent(
+                session.id, session.sub, _failure_reason(outcome.reason),
+                isinstance(outcome, Ended)))
+        return outcome
+
+    def _grant(self, session: Session, now: float) -> Flow[Outcome]:
         assert session.refresh_token is not None
         try:
             token = yield from self.provider.refresh_grant(now, session.refresh_token)
@@ -78,3 +93,9 @@ class RefreshGrant:
         logger.info("renewed session %s (expires in %ss)", session.id,
                     renewed.expires_at - int(now) if renewed.expires_at else "?")
         return Renewed(renewed, value)
+
+
+def _failure_reason(reason: str) -> FailureReason:
+    if reason in ("invalid_grant", "subject_changed"):
+        return reason  # type: ignore[return-value]
+    return "invalid_id_token" if reason.startswith("invalid") else "provider_unavailable"

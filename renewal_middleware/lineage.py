@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from .config import Settings
 from .cookies import SignedCodec
 from .errors import RenewalError
+from .hooks import CallHook
 from .loading import SessionLoader
-from .oidc import Effect, Flow
+from .oidc import Effect
 from .renewal import Ended, Freshness, Outcome, Renewed, Unavailable, assess
 from .session import Session
 from .stores.base import Lineage, Lock, StoreUnavailable, Tombstone
@@ -41,14 +42,14 @@ logger = logging.getLogger("renewal_middleware")
 
 T = TypeVar("T")
 #: A flow that calls the provider and the store.
-SharedFlow = Generator[Effect | StoreEffect, Any, T]
+SharedFlow = Generator[Effect | StoreEffect | CallHook, Any, T]
 
 
 class Lineages:
     """Seals sessions for the store and runs the shared renewal protocol."""
 
     def __init__(self, settings: Settings, sessions: SessionLoader,
-                 refresh: Callable[[Session, float], Flow[Outcome]],
+                 refresh: Callable[[Session, float], SharedFlow[Outcome]],
                  clock: Callable[[], float]) -> None:
         self.settings = settings
         self.sessions = sessions

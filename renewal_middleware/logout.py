@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 from .config import Settings
 from .csrf import CsrfPolicy
 from .errors import AuthenticationError, ProviderUnavailable, TokenRequestRejected
+from .hooks import Hooks, LogoutEvent, notify
 from .lineage import Lineages, SharedFlow
 from .loading import SessionLoader
 from .logout_token import UNKNOWN_KEY, LogoutClaims, validate_logout_token
@@ -34,8 +35,9 @@ class Logouts:
 
     def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
                  lineages: Lineages, learn: Callable[[list[Tombstone]], None],
-                 csrf: CsrfPolicy) -> None:
+                 csrf: CsrfPolicy, hooks: Hooks) -> None:
         self.settings = settings
+        self.hooks = hooks
         self.csrf = csrf
         self.provider = provider
         self.sessions = sessions
@@ -58,6 +60,8 @@ class Logouts:
         if session is not None:
             session = yield from self._end(session, now)
             logger.info("logout of session %s", session.id)
+            yield from notify(self.hooks, "after_logout",
+                              LogoutEvent("user", session.id, session.sub))
         local = redirect(self.settings.post_logout_path, clear)
         try:
             meta = yield from self.provider.metadata(now)
@@ -79,6 +83,8 @@ class Logouts:
         """End a session past one of its lifetimes: everywhere, its refresh token revoked."""
         session = yield from self._end(session, now)
         logger.info("session %s ended: past its %s lifetime", session.id, reason)
+        yield from notify(self.hooks, "after_logout",
+                          LogoutEvent("lifetime", session.id, session.sub))
         try:
             meta = yield from self.provider.metadata(now)
         except ProviderUnavailable as exc:
@@ -138,6 +144,8 @@ class Logouts:
             return error_reply(exc, as_json=True)
         self._learn(tombstones)
         logger.info("back-channel logout of %s", ", ".join(t.key for t in tombstones))
+        yield from notify(self.hooks, "after_logout", LogoutEvent(
+            "back-channel", None, None if claims.sub is None else str(claims.sub), claims.sid))
         return Reply(200, [("cache-control", "no-store")])
 
 

@@ -21,6 +21,7 @@ from .config import Options, Settings
 from .context import Serve
 from .errors import RenewalError
 from .flows import Flows, RunRefresh, Step
+from .hooks import CallHook, Hooks, call_sync
 from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .renewal import Outcome, ThreadRefreshCoordinator
 from .replies import Reply
@@ -70,11 +71,12 @@ class WSGIRenewalMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, *, clock: Callable[[], float] = time.time,
-                 settings: Settings | None = None, **options: Unpack[Options]) -> None:
+                 settings: Settings | None = None, hooks: Hooks | None = None,
+                 **options: Unpack[Options]) -> None:
         self.app = app
         self.settings = settings if settings is not None else Settings.load(**options)
         self.clock = clock
-        self.flows = Flows(self.settings, clock)
+        self.flows = Flows(self.settings, clock, hooks)
         self.transport = SyncTransport(self.settings)
         self.coordinator = ThreadRefreshCoordinator(self.flows.results, clock)
         self.store = open_sync_store(self.settings, clock)
@@ -133,6 +135,8 @@ class WSGIRenewalMiddleware:
                 self._release(lock)
 
     def _perform(self, step: Step) -> Any:
+        if isinstance(step, CallHook):
+            return call_sync(step)
         if isinstance(step, RunRefresh):
             return self.coordinator.single_flight(step.key, self._refresher(step))
         if isinstance(step, (GetJSON, TokenRequest, RevokeRequest, UserInfoRequest)):

@@ -23,6 +23,7 @@ from starlette.routing import Route
 from renewal_middleware import RenewalMiddleware
 from renewal_middleware.config import Settings
 from renewal_middleware.flows import Flows
+from renewal_middleware.hooks import Hooks
 from tests.unit.helpers import (
     BASE_URL,
     DISCOVERY,
@@ -42,12 +43,12 @@ SCRIPT = resources.files("renewal_middleware").joinpath("static/renewal.js").rea
 
 class Harness:
     def __init__(self, clock: FakeClock, key: RSAKey, router: respx.Router,
-                 settings: Settings) -> None:
+                 settings: Settings, hooks: Hooks | None = None) -> None:
         self.clock = clock
         self.settings = settings
         self.calls: list[str] = []
         app = Starlette(routes=[Route("/api/notes", self.notes, methods=["GET", "POST", "DELETE"])])
-        self.middleware = RenewalMiddleware(app, settings=settings, clock=clock)
+        self.middleware = RenewalMiddleware(app, settings=settings, clock=clock, hooks=hooks)
         self.browser_flows = Flows(settings, clock)  # signs the browser's cookies
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.middleware),
                                         base_url=BASE_URL)
