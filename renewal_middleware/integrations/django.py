@@ -24,9 +24,9 @@ Django ships no type annotations: its objects are ``Any`` here.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast, overload
-from urllib.parse import urlencode
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings  # type: ignore[import-untyped]
@@ -35,6 +35,15 @@ from starlette.authentication import AuthCredentials, BaseUser
 
 from .. import access
 from ..requests import is_navigation
+from ..values import env_name
+from ._guards import (
+    CHALLENGE,
+    DEFAULT_LOGIN_PATH,
+    NO_STORE,
+    asgi_target,
+    login_location,
+    wsgi_target,
+)
 
 __all__ = [
     "RenewalUserMiddleware",
@@ -74,24 +83,31 @@ def get_access_token(request: Any) -> str | None:
 @overload
 def login_required(view: _View, /) -> _View: ...
 @overload
-def login_required(*, login_url: str | None = None) -> Callable[[_View], _View]: ...
+def login_required(*, login_url: str | None = None,
+                   redirect: bool = True) -> Callable[[_View], _View]: ...
 
 
-def login_required(view: _View | None = None, /, *,
-                   login_url: str | None = None) -> _View | Callable[[_View], _View]:
+def login_required(view: _View | None = None, /, *, login_url: str | None = None,
+                   redirect: bool = True) -> _View | Callable[[_View], _View]:
     """Serve the view (sync or async) to logged-in users only.
 
-    Anonymous requests get ``401`` with ``{"error": "not_authenticated"}``. With
-    ``login_url`` (the middleware's login route, ``"/login"`` by default), anonymous
-    page loads — as the middleware tells them: ``GET`` with ``Sec-Fetch-Mode: navigate``,
-    or ``Accept: text/html`` without ``Sec-Fetch-Mode`` — are redirected there instead,
-    with ``return_to`` set to the requested URL::
+    An anonymous page load — as the middleware tells one: ``GET`` with
+    ``Sec-Fetch-Mode: navigate``, or ``Accept: text/html`` without ``Sec-Fetch-Mode`` —
+    is redirected (``302``) to the middleware's login route, with ``return_to`` set to
+    the requested URL. Any other anonymous request gets ``401`` with
+    ``{"error": "not_authenticated"}`` and ``WWW-Authenticate: Bearer``.
+
+    Django cannot see the middleware wrapping its application, so the login route is
+    ``login_url`` when given, else the Django setting ``RENEWAL_LOGIN_URL``, else the
+    ``RENEWAL_LOGIN_PATH`` environment variable (the middleware's own, when it is given
+    no ``login_path`` keyword) under the WSGI ``SCRIPT_NAME``, else ``/login``.
+    ``redirect=False`` answers page loads with the ``401`` too::
 
         @login_required
-        def api(request): ...
-
-        @login_required(login_url="/login")
         def page(request): ...
+
+        @login_required(redirect=False)
+        def api(request): ...
     """
 
     def decorate(view: _View) -> _View:
@@ -99,7 +115,7 @@ def login_required(view: _View | None = None, /, *,
             @functools.wraps(view)
             async def async_wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
                 if not get_user(request).is_authenticated:
-                    return _login_response(request, login_url)
+                    return _login_response(request, redirect, login_url)
                 return await view(request, *args, **kwargs)
 
             return cast("_View", async_wrapper)
@@ -107,7 +123,7 @@ def login_required(view: _View | None = None, /, *,
         @functools.wraps(view)
         def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
             if not get_user(request).is_authenticated:
-                return _login_response(request, login_url)
+                return _login_response(request, redirect, login_url)
             return view(request, *args, **kwargs)
 
         return cast("_View", wrapper)
@@ -115,17 +131,34 @@ def login_required(view: _View | None = None, /, *,
     return decorate if view is None else decorate(view)
 
 
-def _login_response(request: Any, login_url: str | None) -> Any:
+def _login_response(request: Any, redirect: bool, login_url: str | None) -> Any:
     headers = request.headers
-    if login_url is not None and is_navigation(
+    if redirect and is_navigation(
             request.method, headers.get("Sec-Fetch-Mode"), headers.get("Accept"),
             headers.get("X-Requested-With")):
-        query = urlencode({"return_to": request.get_full_path()})
-        response = HttpResponseRedirect(f"{login_url}?{query}")
+        scope = getattr(request, "scope", None)
+        if isinstance(scope, Mapping):
+            target, under_asgi = asgi_target(scope), True
+        else:
+            target, under_asgi = wsgi_target(request.META), False
+        if login_url is None:
+            login_url = _login_url(request, under_asgi)
+        response = HttpResponseRedirect(login_location(login_url, target))
     else:
         response = JsonResponse({"error": "not_authenticated"}, status=401)
-    response["Cache-Control"] = "no-store"
+        response["WWW-Authenticate"] = CHALLENGE
+    for name, value in NO_STORE.items():
+        response[name] = value
     return response
+
+
+def _login_url(request: Any, under_asgi: bool) -> str:
+    configured = getattr(settings, "RENEWAL_LOGIN_URL", None)
+    if configured:
+        return str(configured)
+    path = os.environ.get(env_name("login_path")) or DEFAULT_LOGIN_PATH
+    # The WSGI middleware serves its routes under SCRIPT_NAME; the ASGI one at the path.
+    return path if under_asgi else str(request.META.get("SCRIPT_NAME", "")).rstrip("/") + path
 
 
 class RenewalUserMiddleware:

@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, NotFoundException
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException
 from litestar.handlers import BaseRouteHandler, asgi
 from litestar.plugins import InitPluginProtocol
 from litestar.types import ASGIApp as LitestarASGIApp  # runtime: Litestar reads signatures
@@ -34,12 +35,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import access
 from ..asgi import RenewalMiddleware
 from ..config import Settings
+from ..requests import is_navigation
 from ..session import OIDCUser
+from ._guards import (
+    CHALLENGE,
+    DEFAULT_LOGIN_PATH,
+    NO_STORE,
+    REDIRECT_STATUS,
+    asgi_target,
+    login_location,
+)
 
 if TYPE_CHECKING:
     from litestar.config.app import AppConfig
 
 __all__ = [
+    "LOGIN_REDIRECT_OPT",
     "RenewalPlugin",
     "access_token",
     "current_credentials",
@@ -95,10 +106,43 @@ async def _answered_by_middleware(scope: LitestarScope, receive: LitestarReceive
     raise NotFoundException()
 
 
-def requires_login(connection: _Connection, _: BaseRouteHandler) -> None:
-    """A guard: ``401`` (JSON, ``WWW-Authenticate: Bearer``) unless somebody is logged in."""
-    if logged_in_user(connection) is None:
-        raise NotAuthorizedException("Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+#: The ``opt`` key (of a handler, controller, router or the app) that turns the guard's
+#: redirect of page loads off: ``opt={"login_redirect": False}``.
+LOGIN_REDIRECT_OPT = "login_redirect"
+
+
+def requires_login(connection: _Connection, route_handler: BaseRouteHandler) -> None:
+    """A guard: lets logged-in users through.
+
+    An anonymous page load (``GET`` with ``Sec-Fetch-Mode: navigate``, or ``Accept:
+    text/html`` without ``Sec-Fetch-Mode``: the middleware's rule) is redirected
+    (``302``) to the login route of the :class:`RenewalPlugin`'s middleware, with
+    ``return_to`` set to the requested URL; any other anonymous request gets ``401``
+    (JSON, ``WWW-Authenticate: Bearer``). ``opt={"login_redirect": False}`` on the
+    handler (or a router, a controller, the app) answers page loads with the ``401`` too::
+
+        @get("/api/orders", guards=[requires_login], opt={"login_redirect": False})
+    """
+    if logged_in_user(connection) is not None:
+        return
+    scope = connection.scope
+    headers = connection.headers
+    if scope["type"] == ScopeType.HTTP and route_handler.opt.get(LOGIN_REDIRECT_OPT, True) and \
+            is_navigation(scope["method"], headers.get("sec-fetch-mode"),
+                          headers.get("accept"), headers.get("x-requested-with")):
+        location = login_location(_login_path(connection), asgi_target(scope))
+        raise HTTPException("Not authenticated", status_code=REDIRECT_STATUS,
+                            headers={"Location": location, **NO_STORE})
+    raise NotAuthorizedException("Not authenticated",
+                                 headers={"WWW-Authenticate": CHALLENGE, **NO_STORE})
+
+
+def _login_path(connection: _Connection) -> str:
+    try:
+        plugin = connection.app.plugins.get(RenewalPlugin)
+    except KeyError:
+        return DEFAULT_LOGIN_PATH
+    return plugin.middleware.settings.login_path
 
 
 def current_user(connection: _Connection) -> BaseUser:

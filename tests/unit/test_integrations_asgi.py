@@ -21,12 +21,22 @@ from renewal_middleware import OIDCUser, RenewalMiddleware, Session, Settings, T
 
 BASE_URL = "http://127.0.0.1:8000"
 ISSUER = "http://127.0.0.1:9"
+#: A browser's page load, and an anonymous one's answer: the login route, coming back here.
+PAGE = {"accept": "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate"}
+TARGET = "/me?x=1&y=%C3%A9"
+RETURN_TO = "return_to=%2Fme%3Fx%3D1%26y%3D%25C3%25A9"
+#: Requests a guard answers with 401: no redirect to a login page for a script or a client.
+API_CALLS = [{}, {"accept": "application/json"}, {"accept": "*/*"},
+             {"accept": "text/html", "sec-fetch-mode": "cors"},
+             {"accept": "text/html", "x-requested-with": "XMLHttpRequest"}]
 
 
-def make_settings() -> Settings:
+def make_settings(**overrides: Any) -> Settings:
     # An empty environment: RENEWAL_* variables of the machine running the tests do not count.
-    return Settings.load(environ={}, issuer=ISSUER, client_id="client", client_secret="secret",
-                         secret_keys=["x" * 40], base_url=BASE_URL, store="memory")
+    options: dict[str, Any] = {
+        "issuer": ISSUER, "client_id": "client", "client_secret": "secret",
+        "secret_keys": ["x" * 40], "base_url": BASE_URL, "store": "memory", **overrides}
+    return Settings.load(environ={}, **options)
 
 
 def session_cookie(middleware: RenewalMiddleware, *, expires_in: int = 3600,
@@ -56,6 +66,12 @@ def assert_401_json(response: httpx.Response) -> None:
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def assert_login_redirect(response: httpx.Response, login_path: str = "/login") -> None:
+    assert response.status_code == 302
+    assert response.headers["location"] == f"{login_path}?{RETURN_TO}"
+    assert response.headers["cache-control"] == "no-store"
 
 
 # -- Starlette: request.user / request.auth and requires() --------------------------------
@@ -174,10 +190,89 @@ async def test_fastapi_websocket_dependency() -> None:
     assert refused["type"] == "websocket.close" and refused["code"] == 1008
 
 
+def fastapi_guarded(**settings: Any) -> Any:
+    """A FastAPI app that adds the middleware itself: its guards find its login route."""
+    pytest.importorskip("fastapi")
+    from typing import Annotated
+
+    from fastapi import Depends, FastAPI
+
+    from renewal_middleware.integrations.fastapi import AccessToken, CurrentUser, LoginGuard
+
+    app = FastAPI()
+    app.add_middleware(RenewalMiddleware, settings=make_settings(**settings))
+    api = LoginGuard(redirect=False)
+    elsewhere = LoginGuard(login_url="/auth/start")
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> dict[str, Any]:
+        return {"sub": user.identity}
+
+    @app.get("/token")
+    async def token(token: AccessToken) -> dict[str, Any]:
+        return {"token": token}
+
+    @app.get("/api")
+    async def api_only(user: Annotated[OIDCUser, Depends(api.user)]) -> dict[str, Any]:
+        return {"sub": user.identity}
+
+    @app.get("/elsewhere")
+    async def other(auth: Annotated[TokenCredentials, Depends(elsewhere.credentials)]
+                    ) -> dict[str, Any]:
+        return {"token": auth.access_token}
+
+    return app
+
+
+@pytest.mark.parametrize("headers", API_CALLS)
+async def test_fastapi_guard_answers_api_calls_401(headers: dict[str, str]) -> None:
+    app = fastapi_guarded()
+    async with client(app) as http:
+        for path in ("/me", "/token", "/api", "/elsewhere"):
+            response = await http.get(path + "?x=1", headers=headers)
+            assert_401_json(response)
+            assert response.json() == {"detail": "Not authenticated"}
+            assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("login_path", ["/login", "/sign-in"])
+async def test_fastapi_guard_sends_page_loads_to_login(login_path: str) -> None:
+    app = fastapi_guarded(login_path=login_path)
+    async with client(app) as http:
+        assert_login_redirect(await http.get(TARGET, headers=PAGE), login_path)
+        # A client sending no Sec-Fetch-Mode: Accept tells a page load.
+        assert_login_redirect(await http.get(TARGET, headers={"accept": "text/html"}), login_path)
+        token = await http.get("/token", headers=PAGE)
+        assert token.headers["location"] == f"{login_path}?return_to=%2Ftoken"
+        # LoginGuard(login_url=...): that login route, whatever the middleware's.
+        other = await http.get("/elsewhere?a=b", headers=PAGE)
+        assert other.status_code == 302
+        assert other.headers["location"] == "/auth/start?return_to=%2Felsewhere%3Fa%3Db"
+        # The opt-out: LoginGuard(redirect=False) answers page loads 401 too.
+        assert_401_json(await http.get("/api", headers=PAGE))
+        # Not for a POST, however the browser sends it.
+        assert (await http.post("/me", headers=PAGE)).status_code == 405
+
+
+async def test_fastapi_guard_lets_logged_in_page_loads_through() -> None:
+    app = fastapi_app()
+    async with client(app) as http:
+        me = await http.get("/me", headers={**PAGE, **session_cookie(app)})
+        assert me.status_code == 200 and me.json()["sub"] == "alice"
+
+
+async def test_fastapi_guard_behind_an_outer_middleware_uses_the_default_login() -> None:
+    # RenewalMiddleware(FastAPI()): the app cannot see it; "/login" unless login_url says.
+    app = fastapi_app()
+    async with client(app) as http:
+        assert_login_redirect(await http.get(TARGET, headers=PAGE))
+
+
 # -- Litestar: the plugin, the guard, the accessors ---------------------------------------
 
 
-def litestar_app() -> tuple[Any, RenewalMiddleware]:
+def litestar_app(opt: dict[str, Any] | None = None,
+                 **settings: Any) -> tuple[Any, RenewalMiddleware]:
     pytest.importorskip("litestar")
     from litestar import Litestar, Request, get
     from litestar.datastructures import State
@@ -205,8 +300,12 @@ def litestar_app() -> tuple[Any, RenewalMiddleware]:
         return {"sub": user.identity if user else None, "token": access_token(request),
                 "authenticated": request.user.is_authenticated}
 
-    plugin = RenewalPlugin(settings=make_settings())
-    return Litestar([me, maybe], plugins=[plugin]), plugin.middleware
+    @get("/api", guards=[requires_login], opt={"login_redirect": False})
+    async def api(request: Request[OIDCUser, TokenCredentials, State]) -> dict[str, Any]:
+        return {"sub": request.user.identity}
+
+    plugin = RenewalPlugin(settings=make_settings(**settings))
+    return Litestar([me, maybe, api], plugins=[plugin], opt=opt), plugin.middleware
 
 
 async def test_litestar_guard_and_accessors() -> None:
@@ -223,6 +322,35 @@ async def test_litestar_guard_and_accessors() -> None:
         assert anonymous.json()["detail"] == "Not authenticated"
         assert (await http.get("/maybe")).json() == {
             "sub": None, "token": None, "authenticated": False}
+
+
+@pytest.mark.parametrize("headers", API_CALLS)
+async def test_litestar_guard_answers_api_calls_401(headers: dict[str, str]) -> None:
+    app, _ = litestar_app()
+    async with client(app) as http:
+        for path in ("/me", "/api"):
+            response = await http.get(path + "?x=1", headers=headers)
+            assert_401_json(response)
+            assert response.json() == {"status_code": 401, "detail": "Not authenticated"}
+            assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("login_path", ["/login", "/sign-in"])
+async def test_litestar_guard_sends_page_loads_to_login(login_path: str) -> None:
+    app, middleware = litestar_app(login_path=login_path)
+    async with client(app) as http:
+        assert_login_redirect(await http.get(TARGET, headers=PAGE), login_path)
+        assert_login_redirect(await http.get(TARGET, headers={"accept": "text/html"}), login_path)
+        # The opt-out: opt={"login_redirect": False} on the handler.
+        assert_401_json(await http.get("/api", headers=PAGE))
+        me = await http.get("/me", headers={**PAGE, **session_cookie(middleware)})
+        assert me.status_code == 200 and me.json()["sub"] == "alice"
+
+
+async def test_litestar_guard_opt_out_for_the_whole_app() -> None:
+    app, _ = litestar_app(opt={"login_redirect": False})
+    async with client(app) as http:
+        assert_401_json(await http.get(TARGET, headers=PAGE))
 
 
 async def test_litestar_middleware_routes_and_shutdown() -> None:
@@ -263,8 +391,7 @@ async def test_litestar_routes_share_one_refresh() -> None:
 # -- Quart: init_app, the helpers, login_required ------------------------------------------
 
 
-@pytest.fixture
-async def quart_client() -> AsyncIterator[tuple[httpx.AsyncClient, RenewalMiddleware]]:
+def quart_app(**settings: Any) -> tuple[Any, RenewalMiddleware]:
     pytest.importorskip("quart")
     from quart import Quart
 
@@ -278,7 +405,7 @@ async def quart_client() -> AsyncIterator[tuple[httpx.AsyncClient, RenewalMiddle
     )
 
     app = Quart(__name__)
-    middleware = init_app(app, settings=make_settings())
+    middleware = init_app(app, settings=make_settings(**settings))
 
     @app.get("/me")
     @login_required
@@ -292,6 +419,22 @@ async def quart_client() -> AsyncIterator[tuple[httpx.AsyncClient, RenewalMiddle
     async def maybe() -> dict[str, Any]:
         return {"authenticated": current_user().is_authenticated, "token": access_token()}
 
+    @app.get("/api")
+    @login_required(redirect=False)
+    async def api() -> dict[str, Any]:
+        return {"token": access_token()}
+
+    @app.get("/elsewhere")
+    @login_required(login_url="/auth/start")
+    async def elsewhere() -> dict[str, Any]:
+        return {"token": access_token()}
+
+    return app, middleware
+
+
+@pytest.fixture
+async def quart_client() -> AsyncIterator[tuple[httpx.AsyncClient, RenewalMiddleware]]:
+    app, middleware = quart_app()
     async with client(app) as http:
         yield http, middleware
 
@@ -310,6 +453,35 @@ async def test_quart_helpers_and_login_required(
     assert_401_json(anonymous)
     assert anonymous.json() == {"error": "not_authenticated"}
     assert (await http.get("/maybe")).json() == {"authenticated": False, "token": None}
+
+
+@pytest.mark.parametrize("headers", API_CALLS)
+async def test_quart_login_required_answers_api_calls_401(
+        quart_client: tuple[httpx.AsyncClient, RenewalMiddleware],
+        headers: dict[str, str]) -> None:
+    http, _ = quart_client
+    for path in ("/me", "/api", "/elsewhere"):
+        response = await http.get(path + "?x=1", headers=headers)
+        assert_401_json(response)
+        assert response.json() == {"error": "not_authenticated"}
+        assert response.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("login_path", ["/login", "/sign-in"])
+async def test_quart_login_required_sends_page_loads_to_login(login_path: str) -> None:
+    app, middleware = quart_app(login_path=login_path)
+    async with client(app) as http:
+        assert_login_redirect(await http.get(TARGET, headers=PAGE), login_path)
+        assert_login_redirect(await http.get(TARGET, headers={"accept": "text/html"}), login_path)
+        # login_required(login_url=...): that login route, whatever the middleware's.
+        other = await http.get("/elsewhere?a=b", headers=PAGE)
+        assert other.status_code == 302
+        assert other.headers["location"] == "/auth/start?return_to=%2Felsewhere%3Fa%3Db"
+        # The opt-out: login_required(redirect=False) answers page loads 401 too.
+        assert_401_json(await http.get("/api", headers=PAGE))
+        cookie = session_cookie(middleware)
+        assert (await http.get("/me", headers={**PAGE, **cookie})).json()["sub"] == "alice"
+        assert (await http.get("/api", headers={**PAGE, **cookie})).json() == {"token": "AT"}
 
 
 def test_quart_helpers_outside_a_request() -> None:

@@ -21,6 +21,9 @@ BASE_URL = "http://127.0.0.1:8000"
 EXPIRES_IN = 3600
 JSON = {"accept": "application/json"}
 PAGE = {"accept": "text/html,application/xhtml+xml", "sec-fetch-mode": "navigate"}
+#: Requests a guard answers with 401: no redirect to a login page for a script or a client.
+API_CALLS = [{}, JSON, {"accept": "*/*"}, {"accept": "text/html", "sec-fetch-mode": "cors"},
+             {"accept": "text/html", "x-requested-with": "XMLHttpRequest"}]
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -31,6 +34,13 @@ def make_settings(**overrides: Any) -> Settings:
         **overrides,
     }
     return Settings.load(environ={}, **options)
+
+
+def assert_401_json(status: int, headers: Any) -> None:
+    assert status == 401
+    assert headers["content-type"] == "application/json"
+    assert headers["www-authenticate"] == "Bearer"
+    assert headers["cache-control"] == "no-store"
 
 
 def session_cookie(flows: Flows) -> dict[str, str]:
@@ -78,6 +88,16 @@ def flask_app() -> Iterator[Any]:
     async def async_view() -> Any:
         return jsonify(sub=current_user().identity)
 
+    @app.get("/api/strict")
+    @login_required(redirect=False)
+    def strict() -> Any:
+        return jsonify(sub=current_user().identity)
+
+    @app.get("/elsewhere")
+    @login_required(login_url="/auth/start")
+    def elsewhere() -> Any:
+        return jsonify(sub=current_user().identity)
+
     app.config["middleware"] = middleware
     yield app
     middleware.close()
@@ -99,16 +119,27 @@ def test_flask_helpers_when_anonymous(flask_app: Any) -> None:
     assert body == {"authenticated": False, "token": None, "expires_at": None, "g_user": ""}
 
 
-@pytest.mark.parametrize("headers", [{}, JSON, {"accept": "*/*"},
-                                     {"accept": "text/html", "sec-fetch-mode": "cors"},
-                                     {"accept": "text/html", "x-requested-with": "XMLHttpRequest"}])
-def test_flask_login_required_answers_401_json_to_api_calls(flask_app: Any,
+@pytest.mark.parametrize("path", ["/api/me", "/api/strict", "/elsewhere"])
+@pytest.mark.parametrize("headers", API_CALLS)
+def test_flask_login_required_answers_401_json_to_api_calls(flask_app: Any, path: str,
                                                             headers: dict[str, str]) -> None:
-    response = flask_app.test_client(use_cookies=False).get("/api/me", headers=headers)
-    assert response.status_code == 401
-    assert response.content_type == "application/json"
+    response = flask_app.test_client(use_cookies=False).get(path + "?x=1", headers=headers)
+    assert_401_json(response.status_code, response.headers)
     assert response.get_json() == {"error": "not_authenticated"}
-    assert response.headers["cache-control"] == "no-store"
+
+
+def test_flask_login_required_opt_out_answers_page_loads_401(flask_app: Any) -> None:
+    client = flask_app.test_client(use_cookies=False)
+    response = client.get("/api/strict", headers=PAGE)
+    assert_401_json(response.status_code, response.headers)
+    cookie = session_cookie(flask_app.config["middleware"].flows)
+    assert client.get("/api/strict", headers={**PAGE, **cookie}).get_json() == {"sub": "alice"}
+
+
+def test_flask_login_required_with_login_url(flask_app: Any) -> None:
+    response = flask_app.test_client(use_cookies=False).get("/elsewhere?a=b", headers=PAGE)
+    assert response.status_code == 302
+    assert response.headers["location"] == "/auth/start?return_to=%2Felsewhere%3Fa%3Db"
 
 
 @pytest.mark.parametrize("headers", [PAGE, {"accept": "text/html"}])
@@ -118,6 +149,7 @@ def test_flask_login_required_sends_page_loads_to_login(flask_app: Any,
     response = client.get("/api/me?x=1&y=%C3%A9", headers=headers)
     assert response.status_code == 302
     assert response.headers["location"] == "/login?return_to=%2Fapi%2Fme%3Fx%3D1%26y%3D%25C3%25A9"
+    assert response.headers["cache-control"] == "no-store"
 
 
 def test_flask_login_required_uses_the_configured_login_path() -> None:
@@ -137,10 +169,14 @@ def test_flask_login_required_uses_the_configured_login_path() -> None:
     middleware = WSGIRenewalMiddleware(app.wsgi_app, settings=make_settings(login_path="/sign-in"))
     app.wsgi_app = ProxyFix(middleware)  # type: ignore[method-assign]
     try:
-        response = app.test_client(use_cookies=False).get("/private", headers=PAGE)
+        client = app.test_client(use_cookies=False)
+        response = client.get("/private?x=1&y=%C3%A9", headers=PAGE)
+        api_call = client.get("/private", headers=JSON)
     finally:
         middleware.close()
-    assert response.headers["location"] == "/sign-in?return_to=%2Fprivate"
+    assert response.status_code == 302
+    assert response.headers["location"] == "/sign-in?return_to=%2Fprivate%3Fx%3D1%26y%3D%25C3%25A9"
+    assert_401_json(api_call.status_code, api_call.headers)
 
 
 def test_flask_login_required_runs_async_views(flask_app: Any) -> None:
@@ -188,14 +224,23 @@ def _django_views() -> Any:
         auser = getattr(request, "auser", None)
         return JsonResponse({"request_user": (await auser()).display_name if auser else None})
 
-    @login_required(login_url="/login")
+    @login_required(login_url="/auth/start")
     def page(request: Any) -> Any:
         return HttpResponse(f"<p>{get_user(request).display_name}</p>")
+
+    @login_required(redirect=False)
+    def strict(request: Any) -> Any:
+        return JsonResponse({"sub": get_user(request).identity})
+
+    @login_required(redirect=False)
+    async def async_strict(request: Any) -> Any:
+        return JsonResponse({"sub": get_user(request).identity})
 
     class URLConf:
         urlpatterns: ClassVar[list[Any]] = [
             path("whoami", whoami), path("api/me", me), path("async", async_me), path("page", page),
-            path("async-whoami", async_whoami),
+            path("async-whoami", async_whoami), path("api/strict", strict),
+            path("async-strict", async_strict),
         ]
 
     return URLConf
@@ -229,6 +274,12 @@ def django_settings() -> Iterator[None]:
         override.disable()
         if configured_here:
             settings._wrapped = empty
+
+
+@pytest.fixture(autouse=True)
+def _no_login_path_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Django's login_required reads it: one of the machine running the tests does not count.
+    monkeypatch.delenv("RENEWAL_LOGIN_PATH", raising=False)
 
 
 Fetch = Callable[..., httpx.Response]
@@ -293,26 +344,76 @@ def test_django_helpers_when_anonymous(django_app: tuple[Fetch, Flows]) -> None:
                     "oidc_user": "", "request_user": None}
 
 
-@pytest.mark.parametrize("path", ["/api/me", "/async"])
-@pytest.mark.parametrize("headers", [{}, JSON, PAGE])
-def test_django_login_required_answers_401_json(django_app: tuple[Fetch, Flows], path: str,
-                                                headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("path", ["/api/me", "/async", "/page", "/api/strict", "/async-strict"])
+@pytest.mark.parametrize("headers", API_CALLS)
+def test_django_login_required_answers_401_json_to_api_calls(
+        django_app: tuple[Fetch, Flows], path: str, headers: dict[str, str]) -> None:
     fetch, _ = django_app
-    response = fetch(path, headers=headers)
-    assert response.status_code == 401
-    assert response.headers["content-type"] == "application/json"
+    response = fetch(path + "?x=1", headers=headers)
+    assert_401_json(response.status_code, response.headers)
     assert response.json() == {"error": "not_authenticated"}
+
+
+@pytest.mark.parametrize("path", ["/api/me", "/async"])
+@pytest.mark.parametrize("headers", [PAGE, {"accept": "text/html"}])
+def test_django_login_required_sends_page_loads_to_login(
+        django_app: tuple[Fetch, Flows], path: str, headers: dict[str, str]) -> None:
+    fetch, flows = django_app
+    response = fetch(path + "?x=1&y=%C3%A9", headers=headers)
+    assert response.status_code == 302
+    quoted = path.replace("/", "%2F")
+    assert response.headers["location"] == f"/login?return_to={quoted}%3Fx%3D1%26y%3D%25C3%25A9"
     assert response.headers["cache-control"] == "no-store"
+    assert fetch(path, headers={**PAGE, **session_cookie(flows)}).json()["sub"] == "alice"
 
 
-def test_django_login_required_with_login_url_sends_page_loads_to_login(
+@pytest.mark.parametrize("path", ["/api/strict", "/async-strict"])
+def test_django_login_required_opt_out_answers_page_loads_401(
+        django_app: tuple[Fetch, Flows], path: str) -> None:
+    fetch, flows = django_app
+    response = fetch(path, headers=PAGE)
+    assert_401_json(response.status_code, response.headers)
+    assert fetch(path, headers={**PAGE, **session_cookie(flows)}).json() == {"sub": "alice"}
+
+
+def test_django_login_required_with_login_url_sends_page_loads_there(
         django_app: tuple[Fetch, Flows]) -> None:
     fetch, flows = django_app
     response = fetch("/page?x=1", headers=PAGE)
     assert response.status_code == 302
-    assert response.headers["location"] == "/login?return_to=%2Fpage%3Fx%3D1"
+    assert response.headers["location"] == "/auth/start?return_to=%2Fpage%3Fx%3D1"
     assert fetch("/page", headers=JSON).status_code == 401
     assert fetch("/page", headers={**PAGE, **session_cookie(flows)}).text == "<p>Alice</p>"
+
+
+def test_django_login_required_reads_the_login_route_from_the_settings(
+        django_app: tuple[Fetch, Flows], monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.test.utils import override_settings
+
+    fetch, _ = django_app
+    # The middleware's own variable, when it is configured from the environment...
+    monkeypatch.setenv("RENEWAL_LOGIN_PATH", "/sign-in")
+    assert fetch("/api/me?x=1", headers=PAGE).headers["location"] == (
+        "/sign-in?return_to=%2Fapi%2Fme%3Fx%3D1")
+    # ... and the Django setting over it (login_url= over both, see above).
+    with override_settings(RENEWAL_LOGIN_URL="/accounts/oidc"):
+        assert fetch("/api/me", headers=PAGE).headers["location"] == (
+            "/accounts/oidc?return_to=%2Fapi%2Fme")
+        assert fetch("/page", headers=PAGE).headers["location"] == (
+            "/auth/start?return_to=%2Fpage")
+
+
+def test_django_login_required_under_a_wsgi_script_name(django_settings: None) -> None:
+    from django.core.handlers.wsgi import WSGIHandler
+
+    middleware = WSGIRenewalMiddleware(WSGIHandler(), settings=make_settings())
+    transport = httpx.WSGITransport(app=middleware, script_name="/app")
+    try:
+        with httpx.Client(transport=transport, base_url=BASE_URL) as client:
+            response = client.get("/api/me?x=1", headers=PAGE)
+    finally:
+        middleware.close()
+    assert response.headers["location"] == "/app/login?return_to=%2Fapp%2Fapi%2Fme%3Fx%3D1"
 
 
 @pytest.mark.parametrize("kind", ["wsgi", "asgi"])
