@@ -12,12 +12,14 @@ from urllib.parse import quote
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import CONTEXT_KEY
-from .config import Options, Settings
+from .config import Settings
 from .context import Serve
+from .decisions import RunRefresh, Step
 from .errors import RenewalError
-from .flows import Flows, RunRefresh, Step
+from .flows import Flows
 from .hooks import CallHook, Hooks, call_async
 from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
+from .options import Options
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
 from .stores import open_async_store
@@ -112,8 +114,8 @@ class RenewalMiddleware:
                 serve = answer
         elif kind == "websocket":
             cookie = _raw_cookie(scope["headers"])
-            serve = self.flows.websocket(None if cookie is None else cookie.decode("latin-1"),
-                                         self.clock())
+            serve = await self._run(self.flows.websocket(
+                None if cookie is None else cookie.decode("latin-1"), self.clock()))
         elif kind == "lifespan":
             await self._lifespan(scope, receive, send)
             return

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, get_args
+from collections.abc import Callable, Mapping
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .options import Options as Options  # re-exported: the middlewares' keywords
+from .options import SameSite, SessionStorage, TokenEndpointAuthMethod
 from .values import (
     Secret,
     as_bool,
@@ -25,53 +27,9 @@ from .values import (
     fail,
 )
 
-SameSite = Literal["lax", "strict", "none"]
-TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post"]
 MIN_SECRET_KEY_LENGTH = 32
 
 
-
-
-class Options(TypedDict, total=False):
-    """The keyword arguments of the middlewares: every setting, each optional (the
-    environment may give it), so type checkers catch a misspelt or mistyped one."""
-
-    issuer: str
-    client_id: str
-    client_secret: str | Secret
-    secret_keys: str | Sequence[str | Secret]
-    base_url: str
-    scope: str
-    audience: str | None
-    grace_seconds: int | str
-    login_path: str
-    callback_path: str
-    silent_path: str
-    logout_path: str
-    post_logout_path: str
-    login_prompt: str
-    token_endpoint_auth_method: TokenEndpointAuthMethod
-    encrypt_cookies: bool | str
-    cookie_name: str
-    cookie_samesite: SameSite
-    cookie_domain: str | None
-    cookie_path: str
-    session_lifetime_seconds: int | str
-    login_timeout_seconds: int | str
-    http_timeout_seconds: float | str
-    clock_skew_seconds: int | str
-    refresh_result_seconds: int | str
-    session_cache_size: int | str
-    store: str
-    store_directory: str | None
-    backchannel_logout_path: str
-    session_path: str
-    script_path: str
-    csrf_protection: bool | str
-    csrf_header: str
-    cookie_host_prefix: bool | str
-    absolute_lifetime_seconds: int | str
-    idle_timeout_seconds: int | str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +99,9 @@ class Settings:
     #: A session ends after this long without a request (0: never); activity is recorded
     #: at most once a minute (or a tenth of this), so the pass-through stays free.
     idle_timeout_seconds: int = 24 * 3600
+    #: ``cookie``: the tokens live in the session cookie; ``server``: in the store, the
+    #: cookie holds only a signed session id (for token sets too large for cookies).
+    session_storage: SessionStorage = "cookie"
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -313,4 +274,5 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "http_timeout_seconds": as_float,
     "cookie_samesite": choice(*get_args(SameSite)),
     "token_endpoint_auth_method": choice(*get_args(TokenEndpointAuthMethod)),
+    "session_storage": choice(*get_args(SessionStorage)),
 }

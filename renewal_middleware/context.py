@@ -72,6 +72,16 @@ ANONYMOUS = Serve(None)
 
 
 @dataclasses.dataclass(frozen=True)
+class Handle:
+    """A verified cookie that names a session kept in the store (server-side storage)."""
+
+    session_id: str
+    #: The cookie's value, and when it was signed (the session's last recorded activity).
+    raw: str
+    signed_at: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Loaded:
     """What the request's cookies hold: a session, or nothing, or something to clear."""
 
@@ -79,6 +89,8 @@ class Loaded:
     #: The names of every session cookie (or chunk) the request carries.
     present: tuple[str, ...]
     invalid: bool = False
+    #: The session is in the store: read it (see :mod:`renewal_middleware.stored`).
+    handle: Handle | None = None
 
 
 #: A request without any session cookie.

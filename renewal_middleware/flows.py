@@ -11,23 +11,28 @@ a provider call failed, because a timeout ends after ``now``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
 from .config import Settings
 from .context import ANONYMOUS, Loaded, Renewal, Serve, SessionView
 from .cookies import CookieWriter, SessionCookie, SignedCodec
 from .csrf import SAFE_METHODS, CsrfPolicy, warn_relaxations
+from .decisions import (
+    Decision,
+    NeedsEnd,
+    NeedsRefresh,
+    NeedsSilentLogin,
+    RequestFlow,
+    RunRefresh,
+)
 from .errors import ProviderUnavailable
 from .grant import RefreshGrant
-from .hooks import CallHook, Hooks
-from .lifetimes import Expiry
-from .lineage import Lineages
+from .hooks import Hooks
+from .lineage import Lineages, SharedFlow
 from .loading import HEADER_KEY_LENGTH, SessionLoader
 from .logout import Logouts
-from .oidc import Effect, Provider
+from .oidc import Provider
 from .renewal import (
     Backoff,
     Ended,
@@ -37,62 +42,18 @@ from .renewal import (
     Renewed,
     assess,
 )
-from .replies import Reply, method_not_allowed, unauthorized_reply, wants_json
+from .replies import Reply, error_reply, method_not_allowed, unauthorized_reply, wants_json
 from .requests import RawCookie, Request, request_is_navigation
 from .response_cookies import ResponseCookies
 from .routes import Routes
 from .session import EXPIRY_UNKNOWN, Session
 from .spa import RenewalScript, SessionEndpoint
-from .stores.base import Tombstone
-from .stores.effects import StoreEffect
+from .stored import StoredSessions
+from .stores.base import StoreUnavailable, Tombstone
 from .tombstones import Tombstones
 from .transaction import Transactions
 
 logger = logging.getLogger("renewal_middleware")
-
-
-@dataclasses.dataclass(frozen=True)
-class NeedsRefresh:
-    """Decided: renew with the refresh token (single-flight on ``key``)."""
-
-    key: str
-    freshness: Freshness
-
-
-@dataclasses.dataclass(frozen=True)
-class NeedsSilentLogin:
-    """Decided: answer with a prompt=none round trip through the provider."""
-
-    return_to: str
-    freshness: Freshness
-
-
-@dataclasses.dataclass(frozen=True)
-class NeedsEnd:
-    """Decided: the session is past a lifetime; end it everywhere and revoke."""
-
-    session: Session
-    reason: Expiry
-    present: tuple[str, ...]
-
-
-Decision = Serve | NeedsRefresh | NeedsSilentLogin | NeedsEnd | Reply
-
-
-@dataclasses.dataclass(frozen=True)
-class RunRefresh:
-    """Yielded by :meth:`Flows.handle`: the driver runs :meth:`Lineages.renew` for ``session``
-    through its single-flight coordinator (on ``key``) and sends the outcome back."""
-
-    key: str
-    session: Session
-    now: float
-
-
-#: What a request's flow yields: provider effects, plus at most one coordinated refresh.
-Step = Effect | StoreEffect | CallHook | RunRefresh
-#: The flow of a whole request, ending in what to do with it.
-RequestFlow = Generator[Step, Any, "Serve | Reply"]
 
 
 class Flows:
@@ -116,8 +77,9 @@ class Flows:
         self.lineages = Lineages(settings, self.sessions, self.refresh_session, clock)
         self.response_cookies = ResponseCookies(self.sessions, self.lineages, self.tombstones)
         self.csrf = CsrfPolicy(settings)
+        self.stored = StoredSessions(self.sessions, self.lineages)
         self.logouts = Logouts(settings, self.provider, self.sessions, self.lineages,
-                               self.learn, self.csrf, self.hooks)
+                               self.learn, self.csrf, self.hooks, self.stored)
         self.routes = Routes(settings, self.provider, self.sessions, self.transactions,
                              self.backoff, self.logouts, clock)
         self.session_endpoint = SessionEndpoint(settings, self.csrf)
@@ -165,6 +127,26 @@ class Flows:
         if cookie is None:
             return ANONYMOUS
         loaded = self._load(cookie, now)
+        if loaded.handle is not None:
+            return self._serve_stored(request, loaded, raw_cookie, now)
+        return self._serve(request, loaded, raw_cookie, now)
+
+    def _serve_stored(self, request: Request, loaded: Loaded, raw_cookie: RawCookie | None,
+                      now: float) -> RequestFlow:
+        """:meth:`_serve` for a session kept in the store, read first."""
+        try:
+            loaded = self._unless_ended((yield from self.stored.resolve(loaded)))
+        except StoreUnavailable as exc:
+            logger.warning("session %s not read: %s", loaded.handle and
+                           loaded.handle.session_id, exc.message)
+            return error_reply(exc, wants_json(request.header("accept")))
+        served = self._serve(request, loaded, raw_cookie, now)
+        return served if isinstance(served, (Serve, Reply)) else (yield from served)
+
+    def _serve(self, request: Request, loaded: Loaded, raw_cookie: RawCookie | None,
+               now: float) -> Serve | Reply | RequestFlow:
+        cookie = request.header("cookie")
+        assert cookie is not None
         if loaded.view is not None:
             if self.csrf.refuses(request):
                 return self.csrf.refusal(request)
@@ -183,7 +165,11 @@ class Flows:
         return self._session_answer(request, now)
 
     def _session_answer(self, request: Request, now: float) -> RequestFlow:
-        loaded = self._load(request.header("cookie"), now)
+        try:
+            loaded = self._unless_ended((yield from self.stored.resolve(
+                self._load(request.header("cookie"), now))))
+        except StoreUnavailable as exc:
+            return error_reply(exc, as_json=True)
         decision = self.decide(loaded, now, lambda: False, request.target)
         if isinstance(decision, (NeedsRefresh, NeedsSilentLogin, NeedsEnd)):
             decision = yield from self._renew(request, loaded, decision, now)
@@ -199,7 +185,9 @@ class Flows:
         return self.script.reply(request.query_string, request.header("if-none-match"))
 
     def _load(self, cookie: str | None, now: float) -> Loaded:
-        loaded = self.sessions.load(cookie, now)
+        return self._unless_ended(self.sessions.load(cookie, now))
+
+    def _unless_ended(self, loaded: Loaded) -> Loaded:
         if loaded.view is not None and self.tombstones.ends(loaded.view.session):
             return Loaded(None, loaded.present, invalid=True)  # ended elsewhere: clear it
         return loaded
@@ -209,9 +197,14 @@ class Flows:
         if self.tombstones.learn(tombstones, synced_at):
             self.sessions.forget(self.tombstones.ends)
 
-    def websocket(self, cookie_header: str | None, now: float) -> Serve:
+    def websocket(self, cookie_header: str | None, now: float) -> SharedFlow[Serve]:
         """A handshake cannot carry Set-Cookie: attach a valid session, never renew."""
-        view = self._load(cookie_header, now).view
+        try:
+            loaded = self._unless_ended((yield from self.stored.resolve(
+                self._load(cookie_header, now))))
+        except StoreUnavailable:
+            return ANONYMOUS
+        view = loaded.view
         if view is None or self.lifetimes.expired(view, now):
             return ANONYMOUS
         expires_at = view.session.expires_at

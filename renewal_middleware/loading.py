@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from starlette.requests import cookie_parser
 
 from .config import Settings
-from .context import NOTHING, Loaded, Serve, SessionView
+from .context import NOTHING, Handle, Loaded, Serve, SessionView
 from .cookies import SessionCookie
 from .lifetimes import Lifetimes
 from .renewal import TTLCache
@@ -48,6 +48,8 @@ class SessionLoader:
 
     def __init__(self, settings: Settings, cookie: SessionCookie) -> None:
         self.cookie = cookie
+        #: Server-side storage: cookies carry a signed session id, the store the tokens.
+        self.server = settings.session_storage == "server"
         self.lifetimes = Lifetimes(settings)
         self._max_age = settings.session_lifetime_seconds
         # A token with more than this left is fresh whatever its lifetime (see assess()).
@@ -93,6 +95,10 @@ class SessionLoader:
         if view is not None:
             return Loaded(view, present)
         decoded = self.cookie.decode(raw)
+        handle = _handle(decoded[0]) if decoded else None
+        if handle is not None and self.server:
+            assert decoded is not None
+            return Loaded(None, present, handle=Handle(handle, raw, decoded[1]))
         session = Session.from_payload(decoded[0]) if decoded else None
         if decoded is None or session is None:
             if decoded is not None:
@@ -101,10 +107,15 @@ class SessionLoader:
         return Loaded(self._remember(raw, SessionView(session, decoded[1])), present)
 
     def encode(self, session: Session, now: float) -> str:
-        """The cookie value of ``session``, remembered as verified."""
-        value = self.cookie.encode(session.to_payload())
+        """The cookie value of ``session`` (its id alone with server-side storage),
+        remembered as verified."""
+        value = self.cookie.encode({"h": session.id} if self.server else session.to_payload())
         self._remember(value, SessionView(session, int(now)))
         return value
+
+    def remember_stored(self, handle: Handle, session: Session) -> SessionView:
+        """The view of a session read from the store for ``handle``'s cookie."""
+        return self._remember(handle.raw, SessionView(session, handle.signed_at))
 
     def view_of(self, value: str, session: Session, now: float) -> SessionView:
         """The view of a value :meth:`encode` made (built again if it was forgotten)."""
@@ -115,3 +126,10 @@ class SessionLoader:
         # Cached until the signature itself would be too old to accept.
         self._decoded.put(_digest(raw), view, view.signed_at + self._max_age)
         return view
+
+
+def _handle(payload: object) -> str | None:
+    """The session id of a server-side session's cookie payload (``{"h": id}``)."""
+    if isinstance(payload, dict) and len(payload) == 1 and isinstance(payload.get("h"), str):
+        return str(payload["h"])
+    return None

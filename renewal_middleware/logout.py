@@ -23,6 +23,7 @@ from .oidc import Flow, Provider, ProviderMetadata
 from .replies import Reply, error_reply, logout_confirmation, redirect
 from .requests import Request, parse_query
 from .session import Session
+from .stored import StoredSessions
 from .stores.base import StoreUnavailable, Tombstone
 from .stores.effects import Bury, Claim, ReadLineage, TakeLock
 from .tombstones import session_key
@@ -35,8 +36,9 @@ class Logouts:
 
     def __init__(self, settings: Settings, provider: Provider, sessions: SessionLoader,
                  lineages: Lineages, learn: Callable[[list[Tombstone]], None],
-                 csrf: CsrfPolicy, hooks: Hooks) -> None:
+                 csrf: CsrfPolicy, hooks: Hooks, stored: StoredSessions) -> None:
         self.settings = settings
+        self.stored = stored
         self.hooks = hooks
         self.csrf = csrf
         self.provider = provider
@@ -50,6 +52,10 @@ class Logouts:
         log out at the provider. A request that may come from another site only gets a
         page asking to confirm (see :mod:`renewal_middleware.csrf`)."""
         loaded = self.sessions.load(request.header("cookie"), now)
+        try:
+            loaded = yield from self.stored.resolve(loaded)
+        except StoreUnavailable as exc:  # its tokens unknown: end it here, clear the cookie
+            logger.warning("logout without the store: %s", exc.message)
         clear = self.sessions.cookie.clear_headers(loaded.present)
         session = loaded.view.session if loaded.view else None
         if session is not None and not self.csrf.logout_allowed(

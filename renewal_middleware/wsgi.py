@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from .access import CONTEXT_KEY
-from .config import Options, Settings
+from .config import Settings
 from .context import Serve
+from .decisions import RunRefresh, Step
 from .errors import RenewalError
-from .flows import Flows, RunRefresh, Step
+from .flows import Flows
 from .hooks import CallHook, Hooks, call_sync
 from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
+from .options import Options
 from .renewal import Outcome, ThreadRefreshCoordinator
 from .replies import Reply
 from .stores import open_sync_store

@@ -9,11 +9,12 @@ import pytest
 from joserfc.jwk import RSAKey
 
 from renewal_middleware.context import Loaded, Serve, SessionView
+from renewal_middleware.decisions import NeedsRefresh, NeedsSilentLogin
 from renewal_middleware.errors import (
     ProviderUnavailable,
     TokenRequestRejected,
 )
-from renewal_middleware.flows import Flows, NeedsRefresh, NeedsSilentLogin
+from renewal_middleware.flows import Flows
 from renewal_middleware.oidc import GetJSON, TokenRequest
 from renewal_middleware.renewal import (
     AsyncRefreshCoordinator,

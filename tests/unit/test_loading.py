@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from renewal_middleware.context import ANONYMOUS
+from renewal_middleware.context import ANONYMOUS, Serve
 from renewal_middleware.flows import Flows
 from tests.unit.helpers import (
     T0,
     FakeClock,
     make_session,
     make_settings,
+    run_flow,
     session_cookie_header,
 )
 
@@ -28,6 +29,13 @@ class GetRequest:
 
     def target(self) -> str:
         return self.path
+
+
+def websocket(flows: Flows, cookie: str | None, now: float) -> Serve:
+    """:meth:`Flows.websocket` for a session in the cookie (a flow with no effect)."""
+    served, effects = run_flow(flows.websocket(cookie, now), lambda effect: None)
+    assert effects == []
+    return served  # type: ignore[no-any-return]
 
 
 def seen(flows: Flows, cookie: str) -> None:
@@ -94,13 +102,13 @@ def test_a_websocket_gets_a_valid_session_and_never_an_expired_one(
         flows: Flows, clock: FakeClock) -> None:
     session = make_session(expires_in=60)
     cookie = session_cookie_header(flows, session)
-    served = flows.websocket(cookie, T0 + 59)
+    served = websocket(flows, cookie, T0 + 59)
     assert served.auth.access_token == "at-1" and served.set_cookies == ()
-    assert flows.websocket(cookie, T0 + 60) is ANONYMOUS
-    assert flows.websocket(None, T0) is ANONYMOUS
+    assert websocket(flows, cookie, T0 + 60) is ANONYMOUS
+    assert websocket(flows, None, T0) is ANONYMOUS
     unknown = session_cookie_header(flows, make_session(expires_in=None))
-    assert flows.websocket(unknown, T0 + 86399).user.is_authenticated
-    assert flows.websocket(unknown, T0 + 86400) is ANONYMOUS  # idle for a day
+    assert websocket(flows, unknown, T0 + 86399).user.is_authenticated
+    assert websocket(flows, unknown, T0 + 86400) is ANONYMOUS  # idle for a day
 
 
 def test_a_header_is_answered_until_activity_is_due_or_the_absolute_limit(
