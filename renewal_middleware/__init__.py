@@ -11,6 +11,7 @@ from .errors import (
     RenewalError,
     TokenRequestRejected,
 )
+from .login_parameters import login_url
 from .session import OIDCUser, Session, TokenCredentials
 from .values import Secret
 from .wsgi import WSGIRenewalMiddleware
@@ -33,5 +34,6 @@ __all__ = [
     "current_credentials",
     "current_user",
     "logged_in_user",
+    "login_url",
 ]
 __version__ = "0.1.0"

@@ -30,8 +30,10 @@ def redirect_uri(settings: Settings, kind: Kind) -> str:
 def authorization_url(settings: Settings, endpoint: str, tx: LoginTransaction) -> str:
     """The provider's authorization endpoint with the request for ``tx`` (PKCE S256).
 
-    A login asks with the configured prompt; a silent renewal with prompt=none,
-    and without ``offline_access``, which a prompt=none request never yields.
+    A login asks with the configured prompt, or the one its link asked for
+    (:func:`login_prompt`), plus its other per-login parameters; a silent
+    renewal with prompt=none. A prompt=none request goes without
+    ``offline_access``, which it never yields.
     """
     params = {
         "response_type": "code",
@@ -43,16 +45,37 @@ def authorization_url(settings: Settings, endpoint: str, tx: LoginTransaction) -
         "code_challenge": create_s256_code_challenge(tx.verifier),
         "code_challenge_method": "S256",
     }
-    prompt = settings.effective_login_prompt
     if tx.kind == "silent":
-        prompt = "none"
-        if "offline_access" in settings.scopes:
-            params["scope"] = " ".join(s for s in settings.scopes if s != "offline_access")
+        prompt: str | None = "none"
+    else:
+        prompt = login_prompt(settings, tx.params.prompt)
+        params.update(tx.params.to_query())
+    if prompt == "none" and "offline_access" in settings.scopes:
+        params["scope"] = " ".join(s for s in settings.scopes if s != "offline_access")
+    params.pop("prompt", None)
     if prompt:
         params["prompt"] = prompt
     if settings.audience:
         params["audience"] = settings.audience
     return endpoint + ("&" if "?" in endpoint else "?") + urlencode(params)
+
+
+def login_prompt(settings: Settings, asked: str | None) -> str | None:
+    """The ``prompt`` of a login: the one its link asked for, else the configured one.
+
+    With ``login_prompt="auto"`` a login asking for ``offline_access`` keeps
+    ``consent`` next to the prompt it asked for (``login`` becomes ``login consent``):
+    without it the provider drops ``offline_access`` (OIDC Core §11) and the
+    session would lose its refresh token. ``none`` stays alone.
+    """
+    if asked is None:
+        return settings.effective_login_prompt
+    if asked == "none" or settings.login_prompt != "auto":
+        return asked
+    auto = settings.effective_login_prompt
+    if auto is None or auto in asked.split():
+        return asked
+    return f"{asked} {auto}"
 
 
 def authorization_code(query: Mapping[str, str], meta: ProviderMetadata) -> str:

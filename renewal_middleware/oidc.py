@@ -209,8 +209,13 @@ class Provider:
         nonce: str | None,
         access_token: str | None = None,
         expected_sub: str | None = None,
+        max_age: int | None = None,
     ) -> Flow[dict[str, Any]]:
-        """Verify signature and claims; returns the claims or raises AuthenticationError."""
+        """Verify signature and claims; returns the claims or raises AuthenticationError.
+
+        With ``max_age`` (the login asked for it) the token must say when the user
+        authenticated, no longer ago than that (:func:`check_auth_time`).
+        """
         meta = yield from self.metadata(now)
         keys = yield from self.keys(now)
         try:
@@ -246,7 +251,31 @@ class Provider:
             raise AuthenticationError("ID token has no subject", code="invalid_id_token")
         if expected_sub is not None and claims["sub"] != expected_sub:
             raise AuthenticationError("ID token names another user", code="subject_changed")
+        if max_age is not None:
+            check_auth_time(claims, max_age, now, self.settings.clock_skew_seconds)
         return dict(claims)
+
+
+def check_auth_time(claims: Mapping[str, Any], max_age: int, now: float, skew: int) -> None:
+    """OIDC Core §3.1.2.1 / §3.1.3.7 (13): a ``max_age`` login needs a recent ``auth_time``.
+
+    ``auth_time`` is a NumericDate (checked with the other time claims); it must
+    be present and no more than ``max_age`` plus the clock-skew leeway ago.
+    """
+    auth_time = claims.get("auth_time")
+    if auth_time is None:
+        raise AuthenticationError(
+            "The provider did not say when you signed in, although this sign-in asked for a "
+            "recent one. Please sign in again.", code="auth_time_missing")
+    if not _is_numeric_date(auth_time):
+        raise AuthenticationError("ID token refused: 'auth_time' is not a NumericDate",
+                                  code="invalid_id_token")
+    if now - auth_time > max_age + skew:
+        logger.info("ID token refused: auth_time is %ds old, max_age was %d",
+                    int(now - auth_time), max_age)
+        raise AuthenticationError(
+            "The provider reused an earlier sign-in, but this page asks for a recent one. "
+            "Please sign in again.", code="auth_time_too_old")
 
 
 _TIME_CLAIMS = ("exp", "iat", "nbf", "auth_time")

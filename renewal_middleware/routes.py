@@ -13,12 +13,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .authorization import authorization_code, authorization_url, redirect_uri
+from .authorization import SILENT_LOGIN_ERRORS, authorization_code, authorization_url, redirect_uri
 from .config import Settings
 from .context import Loaded
 from .errors import AuthenticationError, ProviderUnavailable, RenewalError, TokenRequestRejected
 from .lineage import SharedFlow
 from .loading import SessionLoader, parse_cookies
+from .login_parameters import LoginParameters
 from .logout import Logouts
 from .oidc import Flow, Provider
 from .renewal import Backoff
@@ -107,9 +108,15 @@ class Routes:
     # -- starting an authorization --------------------------------------------------------
 
     def login(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
-        """``GET /login``: start the code flow with PKCE; state, nonce in a transaction cookie."""
-        return (yield from self._authorize(
-            LoginTransaction.start("login", safe_return_to(query.get("return_to"))), now))
+        """``GET /login``: start the code flow with PKCE; state, nonce in a transaction cookie.
+
+        The allowed per-login parameters (``prompt``, ``login_hint``, ``ui_locales``,
+        ``max_age``, ``acr_values``) go on to the provider; see
+        :mod:`renewal_middleware.login_parameters`.
+        """
+        tx = LoginTransaction.start("login", safe_return_to(query.get("return_to")),
+                                    params=LoginParameters.from_query(query))
+        return (yield from self._authorize(tx, now))
 
     def silent_start(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
         """``GET /silent`` without a response: start a silent renewal."""
@@ -173,17 +180,17 @@ class Routes:
         token = yield from self.provider.exchange_code(
             now, code, redirect_uri(self.settings, tx.kind), tx.verifier)
         claims = yield from self._id_token_claims(
-            token, tx.nonce, now, previous.sub if previous else None)
+            token, tx, now, previous.sub if previous else None)
         return Session.from_token_response(token, claims, int(now), previous=previous)
 
-    def _id_token_claims(self, token: Mapping[str, Any], nonce: str, now: float,
+    def _id_token_claims(self, token: Mapping[str, Any], tx: LoginTransaction, now: float,
                          expected_sub: str | None) -> Flow[dict[str, Any]]:
         id_token = token.get("id_token")
         if not isinstance(id_token, str):
             raise AuthenticationError("The provider sent no ID token.", code="invalid_id_token")
         claims = yield from self.provider.validate_id_token(
-            now, id_token, nonce=nonce, access_token=str(token["access_token"]),
-            expected_sub=expected_sub)
+            now, id_token, nonce=tx.nonce, access_token=str(token["access_token"]),
+            expected_sub=expected_sub, max_age=tx.params.max_age)
         if expected_sub is None:  # a new login: fetch the profile once
             extra = yield from self.provider.userinfo(now, str(token["access_token"]),
                                                       claims["sub"])
@@ -192,6 +199,11 @@ class Routes:
 
     def _failed(self, call: _Callback, error: RenewalError) -> Reply:
         if call.tx.kind == "login":
+            if call.tx.params.prompt == "none" and error.code in SILENT_LOGIN_ERRORS:
+                # /login?prompt=none: "sign in if the provider still knows the user";
+                # it does not, so back to the page, as it was (anonymous or not).
+                logger.info("login with prompt=none: %s, back to the page", error.code)
+                return redirect(safe_return_to(call.tx.return_to), list(call.done))
             return error_reply(error, call.as_json, call.done)
         if isinstance(error, ProviderUnavailable):
             # Keep the session; don't bounce through the provider again for a while.

@@ -13,10 +13,11 @@ from starlette.authentication import AuthCredentials, BaseUser
 #: ``expires_at`` of a token whose lifetime the provider did not tell: never renewed early.
 EXPIRY_UNKNOWN: Final = 0
 
-# ID-token claims that only matter to the protocol; the app gets the rest.
+# ID-token claims that only matter to the protocol; the app gets the rest, including
+# ``auth_time``, ``acr`` and ``amr`` (how and when the user authenticated), which the app
+# may check (the middleware enforces ``max_age`` only, never ``acr``).
 _PROTOCOL_CLAIMS = frozenset(
-    {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "auth_time",
-     "acr", "amr", "s_hash"}
+    {"iss", "aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "azp", "jti", "s_hash"}
 )
 
 
@@ -108,7 +109,11 @@ class Session:
         now: int,
         previous: Session | None = None,
     ) -> Session:
-        """Build the session for a token endpoint answer, keeping what it did not renew."""
+        """Build the session for a token endpoint answer, keeping what it did not renew.
+
+        On a renewal the claims merge with the previous ones, a renewed ID token's
+        winning: ``auth_time`` or ``acr`` of the login stay when it does not repeat them.
+        """
         expiry = _expiry(token, now)
         refresh = token.get("refresh_token") or (previous.refresh_token if previous else None)
         id_token = token.get("id_token") or (previous.id_token if previous else None)

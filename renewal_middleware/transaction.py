@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 from .config import Settings
 from .cookies import CookieWriter, SignedCodec
+from .login_parameters import LoginParameters
 
 #: ``login`` ends at the callback path, ``silent`` (prompt=none) at the silent path.
 Kind = Literal["login", "silent"]
@@ -25,6 +26,8 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 MAX_PENDING_LOGINS = 8
 #: A longer ``state`` is not one we made (ours are 32 characters).
 MAX_STATE_LENGTH = 128
+#: Payload keys of the per-login parameters (absent when not asked for).
+_PARAMETER_KEYS = {"prompt": "p", "login_hint": "h", "ui_locales": "l", "acr_values": "c"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,17 +40,27 @@ class LoginTransaction:
     return_to: str
     kind: Kind
     mode: Mode = "redirect"
+    #: What this login asked of the provider (``prompt``, ``max_age``, ...).
+    params: LoginParameters = dataclasses.field(default_factory=LoginParameters)
 
     @classmethod
-    def start(cls, kind: Kind, return_to: str, mode: Mode = "redirect") -> LoginTransaction:
+    def start(cls, kind: Kind, return_to: str, mode: Mode = "redirect",
+              params: LoginParameters | None = None) -> LoginTransaction:
         """A new transaction with fresh ``state``, ``nonce`` and PKCE verifier."""
         return cls(state=secrets.token_urlsafe(24), nonce=secrets.token_urlsafe(24),
-                   verifier=secrets.token_urlsafe(48), return_to=return_to, kind=kind, mode=mode)
+                   verifier=secrets.token_urlsafe(48), return_to=return_to, kind=kind, mode=mode,
+                   params=params or LoginParameters())
 
-    def to_payload(self) -> dict[str, str]:
+    def to_payload(self) -> dict[str, Any]:
         # Short keys: the cookie travels with every request to the callback path.
-        return {"s": self.state, "n": self.nonce, "v": self.verifier, "r": self.return_to,
-                "k": self.kind, "m": self.mode}
+        payload: dict[str, Any] = {"s": self.state, "n": self.nonce, "v": self.verifier,
+                                   "r": self.return_to, "k": self.kind, "m": self.mode}
+        for name, key in _PARAMETER_KEYS.items():
+            if getattr(self.params, name) is not None:
+                payload[key] = getattr(self.params, name)
+        if self.params.max_age is not None:
+            payload["a"] = self.params.max_age
+        return payload
 
     @classmethod
     def from_payload(cls, payload: object) -> LoginTransaction | None:
@@ -58,8 +71,25 @@ class LoginTransaction:
         kind, mode = payload.get("k"), payload.get("m", "redirect")
         if not all(isinstance(v, str) for v in texts) or kind not in KINDS or mode not in MODES:
             return None
+        params = _params_from_payload(payload)
+        if params is None:
+            return None
         state, nonce, verifier, return_to = cast(list[str], texts)
-        return cls(state, nonce, verifier, return_to, cast(Kind, kind), cast(Mode, mode))
+        return cls(state, nonce, verifier, return_to, cast(Kind, kind), cast(Mode, mode), params)
+
+
+def _params_from_payload(payload: dict[Any, Any]) -> LoginParameters | None:
+    """The per-login parameters of a payload (none in one written before they existed)."""
+    found: dict[str, Any] = {}
+    for name, key in _PARAMETER_KEYS.items():
+        value = payload.get(key)
+        if value is not None and not isinstance(value, str):
+            return None
+        found[name] = value
+    max_age = payload.get("a")
+    if max_age is not None and (type(max_age) is not int or max_age < 0):
+        return None
+    return LoginParameters(**found, max_age=max_age)
 
 
 class Transactions:

@@ -23,6 +23,7 @@ from renewal_middleware.oidc import (
     ProviderMetadata,
     TokenRequest,
     UserInfoRequest,
+    check_auth_time,
 )
 from tests.unit.helpers import (
     CLIENT_ID,
@@ -359,3 +360,48 @@ def test_only_the_algorithms_the_provider_declares_are_accepted() -> None:
         validate(provider(), token, op(ec_key))  # DISCOVERY declares RS256 only
     es256 = {**DISCOVERY, "id_token_signing_alg_values_supported": ["RS256", "ES256"]}
     assert validate(provider(), token, op(ec_key, discovery=es256))["sub"] == "alice"
+
+
+# -- max_age and auth_time (OIDC Core 3.1.2.1, 3.1.3.7 point 13) ---------------------------------
+
+SKEW = make_settings().clock_skew_seconds
+
+
+@pytest.mark.parametrize(("max_age", "age"), [(0, 0), (0, SKEW), (300, 300 + SKEW), (300, 10)])
+def test_a_recent_enough_auth_time_passes(max_age: int, age: int) -> None:
+    check_auth_time({"auth_time": int(T0) - age}, max_age, T0, SKEW)
+
+
+@pytest.mark.parametrize(("max_age", "age"), [(0, SKEW + 1), (300, 301 + SKEW), (60, 86400)])
+def test_an_auth_time_too_old_fails(max_age: int, age: int) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        check_auth_time({"auth_time": int(T0) - age}, max_age, T0, SKEW)
+    assert caught.value.code == "auth_time_too_old"
+
+
+def test_a_missing_auth_time_fails() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        check_auth_time({"sub": "alice"}, 300, T0, SKEW)
+    assert caught.value.code == "auth_time_missing"
+
+
+@pytest.mark.parametrize("bad", ["1700000000", True, float("nan"), None])
+def test_an_auth_time_that_is_no_numeric_date_fails(bad: object) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        check_auth_time({"auth_time": bad}, 300, T0, SKEW)
+    assert caught.value.code == ("auth_time_missing" if bad is None else "invalid_id_token")
+
+
+def test_the_id_token_is_checked_against_max_age(rsa_key: RSAKey) -> None:
+    p = provider()
+    fresh = mint(rsa_key, id_claims(auth_time=int(T0) - 5, acr="gold", amr=["pwd"]))
+    claims = validate(p, fresh, op(rsa_key), max_age=0)
+    assert (claims["auth_time"], claims["acr"], claims["amr"]) == (int(T0) - 5, "gold", ["pwd"])
+    old = mint(rsa_key, id_claims(auth_time=int(T0) - 3600))
+    assert validate(p, old, op(rsa_key))["auth_time"] == int(T0) - 3600  # no max_age asked
+    with pytest.raises(AuthenticationError, match="recent") as caught:
+        validate(p, old, op(rsa_key), max_age=600)
+    assert caught.value.code == "auth_time_too_old"
+    with pytest.raises(AuthenticationError) as caught:
+        validate(p, mint(rsa_key, id_claims()), op(rsa_key), max_age=600)
+    assert caught.value.code == "auth_time_missing"

@@ -541,3 +541,91 @@ def test_a_few_pending_logins_in_other_tabs_are_kept(flows: Flows, rsa_key: RSAK
     reply, _ = callback(flows, {"code": "c", "state": tx.state},
                         cookie_header({**pending, name: value}), OP(rsa_key, nonce=tx.nonce))
     assert {c.split("=", 1)[0] for c in set_cookies(reply) if is_deletion(c)} == {name}
+
+
+# -- per-login parameters ----------------------------------------------------------------------
+
+
+def test_login_passes_the_allowed_parameters_on(flows: Flows) -> None:
+    reply = start_login(flows, {
+        "return_to": "/x", "prompt": "login", "login_hint": "bob", "ui_locales": "de fr",
+        "max_age": "120", "acr_values": "gold", "scope": "admin", "client_id": "other",
+        "redirect_uri": "https://evil.example/cb", "response_mode": "fragment"})
+    query = location_query(reply)[1]
+    assert query["prompt"] == "login consent"  # login_prompt auto + offline_access
+    assert (query["login_hint"], query["ui_locales"]) == ("bob", "de fr")
+    assert (query["max_age"], query["acr_values"]) == ("120", "gold")
+    # Unknown parameters are ignored: the settings' values stand.
+    assert query["scope"] == "openid profile email offline_access"
+    assert (query["client_id"], query["redirect_uri"]) == (CLIENT_ID, BASE_URL + "/callback")
+    assert "response_mode" not in query
+    tx = transaction(flows, reply)[2]
+    assert (tx.return_to, tx.params.max_age, tx.params.prompt) == ("/x", 120, "login")
+
+
+def test_login_drops_a_refused_parameter_and_goes_on(flows: Flows,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", "renewal_middleware"):
+        reply = start_login(flows, {"prompt": "create", "max_age": "-5", "login_hint": "bob"})
+    query = location_query(reply)[1]
+    assert query["prompt"] == "consent" and query["login_hint"] == "bob"
+    assert "max_age" not in query
+    assert "parameter prompt dropped" in caplog.text
+    assert "parameter max_age dropped" in caplog.text
+
+
+def max_age_callback(flows: Flows, rsa_key: RSAKey, **claims: Any) -> Reply:
+    name, value, tx = transaction(flows, start_login(flows, {"max_age": "300",
+                                                             "acr_values": "gold"}))
+    op = OP(rsa_key, nonce=tx.nonce, id_token=mint(rsa_key, id_claims(nonce=tx.nonce, **claims)))
+    reply, _ = callback(flows, {"code": "c", "state": tx.state}, cookie_header({name: value}),
+                        op, accept=JSON)
+    return reply
+
+
+def test_a_max_age_login_with_a_recent_auth_time_keeps_it_and_acr(
+        flows: Flows, rsa_key: RSAKey) -> None:
+    reply = max_age_callback(flows, rsa_key, auth_time=NOW - 200, acr="gold", amr=["pwd"])
+    assert reply.status == 302
+    loaded = flows.sessions.load(cookie_header(set_cookie_pairs(
+        [c for c in set_cookies(reply) if not is_deletion(c)])), T0)
+    assert loaded.view is not None
+    claims = loaded.view.session.claims
+    assert (claims["auth_time"], claims["acr"], claims["amr"]) == (NOW - 200, "gold", ["pwd"])
+
+
+@pytest.mark.parametrize(("claims", "code"), [
+    ({"auth_time": NOW - 300 - 61}, "auth_time_too_old"),
+    ({}, "auth_time_missing"),
+])
+def test_a_max_age_login_without_a_recent_auth_time_fails(
+        flows: Flows, rsa_key: RSAKey, claims: dict[str, Any], code: str) -> None:
+    reply = max_age_callback(flows, rsa_key, **claims)
+    assert reply.status == 400
+    assert json.loads(reply.body)["error"] == code
+    assert all(is_deletion(c) for c in set_cookies(reply))  # no session, transaction ended
+
+
+def test_acr_is_not_enforced(flows: Flows, rsa_key: RSAKey) -> None:
+    reply = max_age_callback(flows, rsa_key, auth_time=NOW, acr="bronze")
+    assert reply.status == 302  # asked for gold: the app decides what bronze is worth
+
+
+@pytest.mark.parametrize("error", ["login_required", "interaction_required"])
+def test_a_prompt_none_login_the_provider_refuses_goes_back_anonymous(
+        flows: Flows, error: str) -> None:
+    name, value, tx = transaction(flows, start_login(flows, {"prompt": "none",
+                                                             "return_to": "/page"}))
+    reply, _ = callback(flows, {"error": error, "state": tx.state, "iss": ISSUER},
+                        cookie_header({name: value}), answer_discovery)
+    assert reply.status == 302 and header(reply, "location") == "/page"
+    cookies = set_cookies(reply)
+    assert [c.split("=", 1)[0] for c in cookies] == [name] and is_deletion(cookies[0])
+
+
+def test_a_prompt_none_login_keeps_other_errors(flows: Flows) -> None:
+    name, value, tx = transaction(flows, start_login(flows, {"prompt": "none"}))
+    reply, _ = callback(flows, {"error": "access_denied", "state": tx.state, "iss": ISSUER},
+                        cookie_header({name: value}), answer_discovery, accept=JSON)
+    assert reply.status == 400
+    assert json.loads(reply.body)["error"] == "authorization_error"

@@ -108,6 +108,34 @@ def test_from_token_response_keeps_what_a_refresh_did_not_renew() -> None:
     assert dict(session.claims) == {"sub": "alice", "name": "New", "email": "a@example"}
 
 
+def test_how_and_when_the_user_authenticated_stays_in_the_claims() -> None:
+    claims = {"sub": "alice", "auth_time": NOW - 30, "acr": "gold", "amr": ["pwd", "otp"],
+              "iss": "https://op.example", "aud": "client", "exp": NOW + 300, "iat": NOW,
+              "nonce": "n", "at_hash": "x", "azp": "client", "jti": "j", "nbf": NOW,
+              "c_hash": "c", "s_hash": "s"}
+    session = Session.from_token_response({"access_token": "at-1"}, claims, NOW)
+    assert dict(session.claims) == {"sub": "alice", "auth_time": NOW - 30, "acr": "gold",
+                                    "amr": ["pwd", "otp"]}
+    assert Session.from_payload(session.to_payload()) == session
+
+
+def test_a_renewal_keeps_the_login_auth_time_and_acr_unless_renewed() -> None:
+    login = Session.from_token_response(
+        {"access_token": "at-1", "refresh_token": "rt-1"},
+        {"sub": "alice", "auth_time": NOW - 30, "acr": "gold", "amr": ["pwd"]}, NOW)
+    # A refreshed ID token without them (or no ID token at all): the login's stay.
+    renewed = Session.from_token_response({"access_token": "at-2"}, {"sub": "alice", "iat": NOW},
+                                          NOW + 60, previous=login)
+    assert (renewed.claims["auth_time"], renewed.claims["acr"]) == (NOW - 30, "gold")
+    assert renewed.claims["amr"] == ["pwd"]
+    # A renewed ID token that carries them wins.
+    again = Session.from_token_response(
+        {"access_token": "at-3"}, {"sub": "alice", "auth_time": NOW + 100, "acr": "silver"},
+        NOW + 120, previous=renewed)
+    assert (again.claims["auth_time"], again.claims["acr"]) == (NOW + 100, "silver")
+    assert again.claims["amr"] == ["pwd"]
+
+
 def test_from_token_response_takes_a_rotated_refresh_token() -> None:
     previous = make_session()
     session = Session.from_token_response(

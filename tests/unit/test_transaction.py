@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from renewal_middleware.login_parameters import LoginParameters
 from renewal_middleware.transaction import (
     MAX_PENDING_LOGINS,
     LoginTransaction,
@@ -26,6 +27,37 @@ def cookies_of(transactions: Transactions, *txs: LoginTransaction) -> dict[str, 
 def test_a_transaction_round_trips_through_its_payload() -> None:
     tx = LoginTransaction.start("silent", "/page?x=1", "iframe")
     assert LoginTransaction.from_payload(tx.to_payload()) == tx
+
+
+def test_the_login_parameters_round_trip_under_short_keys(transactions: Transactions) -> None:
+    params = LoginParameters(prompt="login consent", login_hint="alice@example.com",
+                             ui_locales="fr", max_age=0, acr_values="gold silver")
+    tx = LoginTransaction.start("login", "/x", params=params)
+    payload = tx.to_payload()
+    assert {k: payload[k] for k in "phlac"} == {
+        "p": "login consent", "h": "alice@example.com", "l": "fr", "a": 0, "c": "gold silver"}
+    assert LoginTransaction.from_payload(payload) == tx
+    assert transactions.read("login", tx.state, cookies_of(transactions, tx)) == tx
+
+
+def test_a_login_without_parameters_adds_no_keys() -> None:
+    tx = LoginTransaction.start("login", "/")
+    assert set(tx.to_payload()) == {"s", "n", "v", "r", "k", "m"}
+    assert tx.params == LoginParameters()
+
+
+def test_a_payload_from_before_the_parameters_still_reads() -> None:
+    old = {"s": "state-1", "n": "nonce-1", "v": "v" * 64, "r": "/", "k": "login"}
+    tx = LoginTransaction.from_payload(old)
+    assert tx is not None and tx.mode == "redirect" and tx.params == LoginParameters()
+
+
+@pytest.mark.parametrize("change", [
+    {"p": 1}, {"h": ["x"]}, {"l": {}}, {"c": 2}, {"a": "0"}, {"a": -1}, {"a": True}, {"a": 1.5},
+])
+def test_parameters_of_the_wrong_shape_are_no_transaction(change: dict[str, Any]) -> None:
+    payload: dict[str, Any] = {**LoginTransaction.start("login", "/").to_payload(), **change}
+    assert LoginTransaction.from_payload(payload) is None
 
 
 def test_each_transaction_has_fresh_secrets() -> None:
