@@ -6,10 +6,19 @@ from .config import Settings
 from .errors import (
     AuthenticationError,
     ConfigurationError,
+    LoginDenied,
     ProviderError,
     ProviderUnavailable,
     RenewalError,
     TokenRequestRejected,
+)
+from .hooks import (
+    Hooks,
+    LoginEvent,
+    LoginRefused,
+    LogoutEvent,
+    RenewalEvent,
+    RenewalFailureEvent,
 )
 from .login_parameters import login_url
 from .session import OIDCUser, Session, TokenCredentials
@@ -19,10 +28,17 @@ from .wsgi import WSGIRenewalMiddleware
 __all__ = [
     "AuthenticationError",
     "ConfigurationError",
+    "Hooks",
+    "LoginDenied",
+    "LoginEvent",
+    "LoginRefused",
+    "LogoutEvent",
     "OIDCUser",
     "ProviderError",
     "ProviderUnavailable",
     "RenewalError",
+    "RenewalEvent",
+    "RenewalFailureEvent",
     "RenewalMiddleware",
     "Secret",
     "Session",

@@ -6,6 +6,7 @@
     │   ├── ProviderUnavailable       down, slow, 5xx, not JSON: worth retrying later
     │   └── TokenRequestRejected      an OAuth error answer (invalid_grant, invalid_client, ...)
     └── AuthenticationError           a login or callback that must be refused
+        └── LoginDenied               the app's after_login hook refused the user (403)
 
 Every error carries a stable ``code`` and the HTTP ``status`` it maps to on the
 middleware's own routes. Messages never contain a token or cookie value.
@@ -69,3 +70,10 @@ class AuthenticationError(RenewalError):
 
     code = "authentication_failed"
     status = 400
+
+
+class LoginDenied(AuthenticationError):
+    """The app's ``after_login`` hook refused the user; the message is the app's reason."""
+
+    code = "login_refused"
+    status = 403

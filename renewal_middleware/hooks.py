@@ -26,6 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, Literal, TypeVar
 
+from .errors import LoginDenied
+from .session import Session
+
 logger = logging.getLogger("renewal_middleware")
 
 E = TypeVar("E")
@@ -151,3 +154,22 @@ def notify(hooks: Hooks, name: HookName, event: object) -> Generator[CallHook, A
     if outcome.error is not None:
         logger.error("the %s hook raised %r (ignored)", name, outcome.error,
                      exc_info=outcome.error)
+
+
+def admit(hooks: Hooks, session: Session) -> Generator[CallHook, Any, Session]:
+    """Ask ``after_login`` about a new session: the session with the claims it added, or
+    :class:`~renewal_middleware.errors.LoginDenied`."""
+    if hooks.after_login is None:
+        return session
+    event = LoginEvent(session.sub, session.claims, session.scope, session.expires_at)
+    outcome: HookOutcome = yield CallHook(hooks.after_login, "after_login", event)
+    if isinstance(outcome.error, LoginRefused):
+        logger.info("login of %s refused by the app: %s", session.sub, outcome.error.reason)
+        raise LoginDenied(outcome.error.reason)
+    if outcome.error is not None:
+        logger.error("the after_login hook raised %r: login refused", outcome.error,
+                     exc_info=outcome.error)
+        raise LoginDenied("This sign-in could not be completed. Please try again later.")
+    if isinstance(outcome.value, Mapping):
+        return dataclasses.replace(session, claims={**session.claims, **outcome.value})
+    return session

@@ -17,6 +17,7 @@ from .authorization import SILENT_LOGIN_ERRORS, authorization_code, authorizatio
 from .config import Settings
 from .context import Loaded
 from .errors import AuthenticationError, ProviderUnavailable, RenewalError, TokenRequestRejected
+from .hooks import RenewalEvent, RenewalFailureEvent, admit, notify
 from .lineage import SharedFlow
 from .loading import SessionLoader, parse_cookies
 from .login_parameters import LoginParameters
@@ -26,6 +27,7 @@ from .renewal import Backoff
 from .replies import Reply, error_reply, method_not_allowed, redirect, silent_page, wants_json
 from .requests import Request, parse_query, safe_return_to
 from .session import Session
+from .stores.base import StoreUnavailable
 from .transaction import Kind, LoginTransaction, Mode, Transactions
 
 logger = logging.getLogger("renewal_middleware")
@@ -55,6 +57,8 @@ class Routes:
                  transactions: Transactions, backoff: Backoff, logouts: Logouts,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
+        self.hooks = logouts.hooks
+        self.stored = logouts.stored
         self.provider = provider
         self.sessions = sessions
         self.transactions = transactions
@@ -88,11 +92,11 @@ class Routes:
     def _login_route(self, request: Request, now: float) -> Flow[Reply]:
         return self.login(parse_query(request.query_string), now)
 
-    def _callback_route(self, request: Request, now: float) -> Flow[Reply]:
+    def _callback_route(self, request: Request, now: float) -> SharedFlow[Reply]:
         return self.callback("login", parse_query(request.query_string), request.header("cookie"),
                              request.header("accept"), now)
 
-    def _silent_route(self, request: Request, now: float) -> Flow[Reply]:
+    def _silent_route(self, request: Request, now: float) -> SharedFlow[Reply]:
         query = parse_query(request.query_string)
         if {"state", "code", "error"}.isdisjoint(query):
             return self.silent_start(query, now)
@@ -143,7 +147,7 @@ class Routes:
     # -- the authorization response -------------------------------------------------------
 
     def callback(self, kind: Kind, query: Mapping[str, str], cookie_header: str | None,
-                 accept: str | None, now: float) -> Flow[Reply]:
+                 accept: str | None, now: float) -> SharedFlow[Reply]:
         """``GET /callback`` (kind ``login``) and ``GET /silent`` with a response (``silent``)."""
         as_json = wants_json(accept)
         cookies = parse_cookies(cookie_header)
@@ -154,19 +158,28 @@ class Routes:
                 "This sign-in link is unknown or has expired. Please sign in again.",
                 code="unknown_state"), as_json)
         done = self.transactions.end(tx, cookies)
-        call = _Callback(tx, self.sessions.load_cookies(cookies, now), done, as_json)
+        loaded = self.sessions.load_cookies(cookies, now)
+        call = _Callback(tx, (yield from self._resolved(loaded)), done, as_json)
         try:
             meta = yield from self.provider.metadata(now)
             code = authorization_code(query, meta)
             session = yield from self._redeem(call, code, now)
+            if kind == "login":
+                session = yield from admit(self.hooks, session)
             value = self.sessions.encode(session, now)
+            yield from self.stored.keep(session)
         except TokenRequestRejected as exc:
-            return self._failed(call, _code_refused(kind, exc))
+            return (yield from self._failed(call, _code_refused(kind, exc)))
         except RenewalError as exc:
             logger.info("%s callback refused: %s", kind, exc.code)
-            return self._failed(call, exc)
+            return (yield from self._failed(call, exc))
         logger.info("%s for %s: session %s", "login" if kind == "login" else "silent renewal",
                     session.sub, session.id)
+        previous = call.loaded.view
+        if kind == "silent" and previous is not None:
+            yield from notify(self.hooks, "after_renewal", RenewalEvent(
+                session.id, session.sub, previous.session.expires_at, session.expires_at,
+                "silent"))
         set_cookies = [*self.sessions.cookie.set_headers(value, call.loaded.present), *done]
         if call.iframe:
             return silent_page({"ok": True, "expires_at": session.expires_at},
@@ -197,7 +210,24 @@ class Routes:
             claims = {**extra, **claims}
         return claims
 
-    def _failed(self, call: _Callback, error: RenewalError) -> Reply:
+    def _resolved(self, loaded: Loaded) -> SharedFlow[Loaded]:
+        """The session a silent renewal renews, read from the store if it is kept there."""
+        try:
+            return (yield from self.stored.resolve(loaded))
+        except StoreUnavailable as exc:
+            logger.warning("the renewed session was not read: %s", exc.message)
+            return Loaded(None, loaded.present)
+
+    def _failed(self, call: _Callback, error: RenewalError) -> SharedFlow[Reply]:
+        view = call.loaded.view
+        if call.tx.kind == "silent" and view is not None:
+            unavailable = isinstance(error, ProviderUnavailable)
+            yield from notify(self.hooks, "on_renewal_failure", RenewalFailureEvent(
+                view.session.id, view.session.sub,
+                "provider_unavailable" if unavailable else "login_required", not unavailable))
+        return self._failed_reply(call, error)
+
+    def _failed_reply(self, call: _Callback, error: RenewalError) -> Reply:
         if call.tx.kind == "login":
             if call.tx.params.prompt == "none" and error.code in SILENT_LOGIN_ERRORS:
                 # /login?prompt=none: "sign in if the provider still knows the user";

@@ -130,7 +130,7 @@ class Session:
             claims=user_claims,
             scope=str(token.get("scope") or (previous.scope if previous else "")),
             generation=previous.generation + 1 if previous else 0,
-            login_at=previous.login_at if previous else now,
+            login_at=(previous.login_at or now) if previous else now,  # 0: from before it was kept
         )
 
 

@@ -12,12 +12,16 @@ import pytest
 import respx
 from joserfc.jwk import RSAKey
 
+from renewal_middleware.errors import LoginDenied
 from renewal_middleware.hooks import (
     CallHook,
     Hooks,
+    LoginEvent,
+    LoginRefused,
     LogoutEvent,
     RenewalEvent,
     RenewalFailureEvent,
+    admit,
     call_async,
     call_sync,
 )
@@ -145,3 +149,34 @@ async def test_the_asgi_driver_awaits_hooks_and_keeps_their_errors() -> None:
     assert (await call_async(CallHook(hook, "after_login", 1))).value == {"seen": 1}
     broken = await call_async(CallHook(lambda e: {}["x"], "after_login", 1))
     assert isinstance(broken.error, KeyError)
+
+
+def admitted(hook: Any) -> Any:
+    """Run :func:`admit` for a new session of Alice, the driver's way."""
+    flow = admit(Hooks(after_login=hook), make_session())
+    step = next(flow)
+    try:
+        flow.send(call_sync(step))
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("admit yields one hook call")
+
+
+def test_an_after_login_hook_adds_claims_or_refuses() -> None:
+    session = admitted(lambda event: {"roles": ["admin"], "sub": event.sub})
+    assert session.claims == {"sub": "alice", "name": "Alice", "roles": ["admin"]}
+    assert admitted(lambda event: None) == make_session()
+
+    def refuse(event: LoginEvent) -> None:
+        raise LoginRefused("Acme employees only.")
+
+    with pytest.raises(LoginDenied, match="Acme employees only") as refused:
+        admitted(refuse)
+    assert refused.value.status == 403
+
+
+def test_an_after_login_hook_that_breaks_refuses_the_login(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(LoginDenied, match="could not be completed"):
+        admitted(lambda event: 1 / 0)
+    assert "after_login hook raised" in caplog.text
