@@ -62,7 +62,7 @@ const JWKS_FILE = path.resolve(process.env.OP_JWKS_FILE || path.join(HERE, '.jwk
 const CLIENT_DEFAULTS = {
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
-  scope: 'openid profile email offline_access',
+  scope: 'openid profile email offline_access groups',
   token_endpoint_auth_method: 'client_secret_basic',
 };
 
@@ -124,6 +124,19 @@ const USERS = new Map([
       family_name: 'Liddell',
       email: 'alice@example.com',
       email_verified: true,
+    },
+  }],
+  // Carol belongs to 1,200 groups: about 86 KB of claims with the "groups" scope (the token
+  // sets of Entra ID or Keycloak users with many groups), more than cookies can hold.
+  ['carol', {
+    password: 'looking-glass',
+    claims: {
+      sub: 'carol',
+      name: 'Carol Groups',
+      email: 'carol@example.com',
+      email_verified: true,
+      // Hashes, so that they do not compress away: about 86 KB, 40 KB deflated.
+      groups: Array.from({ length: 1200 }, (_, i) => crypto.createHash('sha256').update(`group ${i}`).digest('hex')),
     },
   }],
   ['bob', {
@@ -322,8 +335,9 @@ const configuration = {
     openid: ['sub'],
     profile: ['name', 'given_name', 'family_name'],
     email: ['email', 'email_verified'],
+    groups: ['groups'],
   },
-  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  scopes: ['openid', 'offline_access', 'profile', 'email', 'groups'],
   cookies: { keys: ['renewal-middleware-test-op-cookie-key'] },
   interactions: {
     url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
