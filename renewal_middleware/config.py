@@ -102,6 +102,9 @@ class Settings:
     #: ``cookie``: the tokens live in the session cookie; ``server``: in the store, the
     #: cookie holds only a signed session id (for token sets too large for cookies).
     session_storage: SessionStorage = "cookie"
+    #: At most this many logins pending at once per browser: the oldest goes when a new
+    #: one starts (each has a transaction cookie until its callback).
+    max_pending_logins: int = 8
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Settings:
@@ -236,7 +239,8 @@ class Settings:
                      "idle_timeout_seconds"):
             if getattr(self, name) < 0:
                 fail(name, "must not be negative")
-        for name in ("session_lifetime_seconds", "http_timeout_seconds", "session_cache_size"):
+        for name in ("session_lifetime_seconds", "http_timeout_seconds", "session_cache_size",
+                     "max_pending_logins"):
             if getattr(self, name) <= 0:
                 fail(name, "must be positive")
         if not self.cookie_name or not self.cookie_name.replace("_", "").replace("-", "").isalnum():
@@ -270,6 +274,7 @@ _CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
     "refresh_result_seconds": as_int,
     "session_cache_size": as_int,
     "absolute_lifetime_seconds": as_int,
+    "max_pending_logins": as_int,
     "idle_timeout_seconds": as_int,
     "http_timeout_seconds": as_float,
     "cookie_samesite": choice(*get_args(SameSite)),

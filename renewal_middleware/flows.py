@@ -30,7 +30,7 @@ from .errors import ProviderUnavailable
 from .grant import RefreshGrant
 from .hooks import Hooks
 from .lineage import Lineages, SharedFlow
-from .loading import HEADER_KEY_LENGTH, SessionLoader
+from .loading import HEADER_KEY_LENGTH, SessionLoader, parse_cookies
 from .logout import Logouts
 from .oidc import Provider
 from .renewal import (
@@ -268,7 +268,8 @@ class Flows:
             return self.after_refresh(loaded, outcome, decision.freshness,
                                       lambda: request_is_navigation(request), now)
         try:
-            return (yield from self.routes.silent_redirect(decision.return_to, now))
+            return (yield from self.routes.silent_redirect(
+                decision.return_to, now, cookies=parse_cookies(request.header("cookie"))))
         except ProviderUnavailable as exc:
             # Like a failed refresh: serve what is still valid, and don't retry at once.
             failed_at = self.clock()

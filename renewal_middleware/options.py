@@ -54,3 +54,4 @@ class Options(TypedDict, total=False):
     absolute_lifetime_seconds: int | str
     idle_timeout_seconds: int | str
     session_storage: SessionStorage
+    max_pending_logins: int | str

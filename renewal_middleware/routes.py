@@ -23,6 +23,7 @@ from .loading import SessionLoader, parse_cookies
 from .login_parameters import LoginParameters
 from .logout import Logouts
 from .oidc import Flow, Provider
+from .pending import PendingLogins
 from .renewal import Backoff
 from .replies import Reply, error_reply, method_not_allowed, redirect, silent_page, wants_json
 from .requests import Request, parse_query, safe_return_to
@@ -62,6 +63,7 @@ class Routes:
         self.provider = provider
         self.sessions = sessions
         self.transactions = transactions
+        self.pending = PendingLogins(settings, transactions)
         self.backoff = backoff
         self.logouts = logouts
         self.clock = clock
@@ -90,7 +92,8 @@ class Routes:
             return error_reply(exc, wants_json(request.header("accept")))
 
     def _login_route(self, request: Request, now: float) -> Flow[Reply]:
-        return self.login(parse_query(request.query_string), now)
+        return self.login(parse_query(request.query_string), now,
+                          parse_cookies(request.header("cookie")))
 
     def _callback_route(self, request: Request, now: float) -> SharedFlow[Reply]:
         return self.callback("login", parse_query(request.query_string), request.header("cookie"),
@@ -99,7 +102,7 @@ class Routes:
     def _silent_route(self, request: Request, now: float) -> SharedFlow[Reply]:
         query = parse_query(request.query_string)
         if {"state", "code", "error"}.isdisjoint(query):
-            return self.silent_start(query, now)
+            return self.silent_start(query, now, parse_cookies(request.header("cookie")))
         return self.callback("silent", query, request.header("cookie"), request.header("accept"),
                              now)
 
@@ -111,7 +114,8 @@ class Routes:
 
     # -- starting an authorization --------------------------------------------------------
 
-    def login(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
+    def login(self, query: Mapping[str, str], now: float,
+              cookies: Mapping[str, str] | None = None) -> Flow[Reply]:
         """``GET /login``: start the code flow with PKCE; state, nonce in a transaction cookie.
 
         The allowed per-login parameters (``prompt``, ``login_hint``, ``ui_locales``,
@@ -120,15 +124,16 @@ class Routes:
         """
         tx = LoginTransaction.start("login", safe_return_to(query.get("return_to")),
                                     params=LoginParameters.from_query(query))
-        return (yield from self._authorize(tx, now))
+        return (yield from self._authorize(tx, now, cookies))
 
-    def silent_start(self, query: Mapping[str, str], now: float) -> Flow[Reply]:
+    def silent_start(self, query: Mapping[str, str], now: float,
+                     cookies: Mapping[str, str] | None = None) -> Flow[Reply]:
         """``GET /silent`` without a response: start a silent renewal."""
         mode: Mode = "iframe" if query.get("mode") == "iframe" else "redirect"
-        return (yield from self.silent_redirect(query.get("return_to", "/"), now, mode))
+        return (yield from self.silent_redirect(query.get("return_to", "/"), now, mode, cookies))
 
-    def silent_redirect(self, return_to: str, now: float, mode: Mode = "redirect"
-                        ) -> Flow[Reply]:
+    def silent_redirect(self, return_to: str, now: float, mode: Mode = "redirect",
+                        cookies: Mapping[str, str] | None = None) -> Flow[Reply]:
         """Send a page load through a prompt=none authorization and back to ``/silent``.
 
         In ``iframe`` mode (a hidden iframe loading ``/silent?mode=iframe``, as in
@@ -137,12 +142,14 @@ class Routes:
         own origin only; the tokens stay in the HttpOnly cookie.
         """
         return (yield from self._authorize(
-            LoginTransaction.start("silent", safe_return_to(return_to), mode), now))
+            LoginTransaction.start("silent", safe_return_to(return_to), mode), now, cookies))
 
-    def _authorize(self, tx: LoginTransaction, now: float) -> Flow[Reply]:
+    def _authorize(self, tx: LoginTransaction, now: float,
+                   cookies: Mapping[str, str] | None) -> Flow[Reply]:
         meta = yield from self.provider.metadata(now)
         location = authorization_url(self.settings, meta.authorization_endpoint, tx)
-        return redirect(location, [self.transactions.set_cookie(tx)])
+        return redirect(location, [self.transactions.set_cookie(tx),
+                                   *self.pending.started(tx, cookies or {})])
 
     # -- the authorization response -------------------------------------------------------
 
@@ -157,7 +164,7 @@ class Routes:
             return error_reply(AuthenticationError(
                 "This sign-in link is unknown or has expired. Please sign in again.",
                 code="unknown_state"), as_json)
-        done = self.transactions.end(tx, cookies)
+        done = (*self.transactions.end(tx, cookies), *self.pending.ended(tx, cookies))
         loaded = self.sessions.load_cookies(cookies, now)
         call = _Callback(tx, (yield from self._resolved(loaded)), done, as_json)
         try:

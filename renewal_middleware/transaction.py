@@ -99,6 +99,7 @@ class Transactions:
         self.codec = SignedCodec(settings, "renewal.transaction", clock)
         self.prefix = settings.transaction_cookie_prefix
         self._timeout = settings.login_timeout_seconds
+        self._limit = settings.max_pending_logins
         # A transaction must survive the cross-site redirect back from the provider.
         samesite = "none" if settings.cookie_samesite == "none" else "lax"
         self._writers: dict[Kind, CookieWriter] = {
@@ -111,6 +112,10 @@ class Transactions:
     def set_cookie(self, tx: LoginTransaction) -> str:
         """The Set-Cookie value that keeps ``tx`` until its callback."""
         return self._writers[tx.kind].set(self.prefix + tx.state, self.codec.dumps(tx.to_payload()))
+
+    def delete(self, kind: Kind, state: str) -> str:
+        """The Set-Cookie value deleting the transaction cookie of ``state``."""
+        return self._writers[kind].delete(self.prefix + state)
 
     def read(self, kind: Kind, state: str, cookies: Mapping[str, str]) -> LoginTransaction | None:
         """The live transaction of ``kind`` named by ``state``, or ``None``."""
@@ -130,6 +135,6 @@ class Transactions:
         writer = self._writers[tx.kind]
         own = self.prefix + tx.state
         others = [name for name in cookies if name.startswith(self.prefix) and name != own]
-        if len(others) < MAX_PENDING_LOGINS:
+        if len(others) < self._limit:
             others = []  # a few pending logins in other tabs are kept
         return (writer.delete(own), *(writer.delete(name) for name in others))

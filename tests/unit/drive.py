@@ -53,7 +53,8 @@ def start_login(flows: Flows, query: dict[str, str] | None = None) -> Reply:
 
 def transaction(flows: Flows, reply: Reply) -> tuple[str, str, LoginTransaction]:
     """The transaction cookie's name, value and transaction, decoded with the Flows' own codec."""
-    ((name, value),) = set_cookie_pairs(set_cookies(reply)).items()
+    ((name, value),) = [(n, v) for n, v in set_cookie_pairs(set_cookies(reply)).items()
+                        if n.startswith(flows.transactions.prefix)]
     loaded = flows.transactions.codec.loads(value, flows.settings.login_timeout_seconds)
     assert loaded is not None
     tx = LoginTransaction.from_payload(loaded[0])

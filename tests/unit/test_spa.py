@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -327,3 +328,26 @@ def test_each_relaxation_logs_one_warning_at_start(
         Flows(make_settings(**overrides), FakeClock())
     (record,) = caplog.records
     assert said in record.getMessage()
+
+
+# -- pending logins ----------------------------------------------------------------------------
+
+async def test_pending_logins_are_capped_when_they_start(harness: Harness) -> None:
+    prefix = harness.middleware.flows.transactions.prefix
+    states = []
+    for _ in range(40):  # a user who clicks "log in" again and again, never finishing
+        started = await harness.client.get("/login", headers={"accept": "text/html"})
+        assert started.status_code == 302
+        states.append(parse_qs(urlsplit(started.headers["location"]).query)["state"][0])
+    kept = [c.name for c in harness.client.cookies.jar if c.name.startswith(prefix)]
+    assert sorted(kept) == sorted(prefix + state for state in states[-8:])
+    assert [c.name for c in harness.client.cookies.jar if c.name.endswith("_pending")] == [
+        "__Secure-renewal_session_pending"]
+
+
+@pytest.mark.parametrize("settings", [make_settings(max_pending_logins=2)])
+async def test_the_cap_is_a_setting(harness: Harness) -> None:
+    for _ in range(5):
+        await harness.client.get("/login")
+    prefix = harness.middleware.flows.transactions.prefix
+    assert len([c for c in harness.client.cookies.jar if c.name.startswith(prefix)]) == 2
