@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.op.harness import Provider, start_provider
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +24,21 @@ def provider() -> Iterator[Provider]:
         yield op
     finally:
         op.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """One Redis for the tests that only use it (those that stop it start their own)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=["asgi-host", "wsgi-host", "asgi-redis", "wsgi-redis"])
+def driver_and_store(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """Each driver with the default host store and with Redis (``running(store=...)``)."""
+    driver, store = str(request.param).split("-")
+    return driver, (request.getfixturevalue("redis_url") if store == "redis" else "host")

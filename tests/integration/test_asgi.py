@@ -345,14 +345,3 @@ async def test_iframe_silent_renewal_reports_login_required(app_without_refresh:
     assert '"ok": false, "error": "login_required"' in page.text
     assert f',"{app.url}");' in page.text
     assert me.status_code == 401
-
-
-async def test_abandoned_logins_are_cleared_once_they_pile_up(app: Running) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(10):
-            await client.get(app.url + "/login")  # ten abandoned logins
-        pending = [c for c in client.cookies.jar if c.name.startswith("renewal_session_tx_")]
-        assert len(pending) == 10
-        await login(client, app.url)
-        left = [c for c in client.cookies.jar if c.name.startswith("renewal_session_tx_")]
-    assert left == []

@@ -1,36 +1,16 @@
 """A session's absolute and idle lifetimes, through the ASGI middleware (provider stubbed)."""
 
-from __future__ import annotations
+# ruff: noqa: F811  (the fixtures of test_spa, imported, are the parameters of the tests)
 
-from collections.abc import AsyncIterator
+from __future__ import annotations
 
 import httpx
 import pytest
-import respx
-from joserfc.jwk import RSAKey
 
-from renewal_middleware.config import Settings
 from tests.unit.helpers import T0, FakeClock, make_session, make_settings
-from tests.unit.test_spa import Harness
+from tests.unit.test_spa import Harness, harness, settings  # noqa: F401 (fixtures)
 
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return make_settings()
-
-
-@pytest.fixture
-async def harness(clock: FakeClock, rsa_key: RSAKey, settings: Settings
-                  ) -> AsyncIterator[Harness]:
-    with respx.mock(assert_all_called=False) as router:
-        h = Harness(clock, rsa_key, router, settings)
-        try:
-            yield h
-        finally:
-            await h.client.aclose()
-            await h.middleware.aclose()
 
 
 def revoked_tokens(harness: Harness) -> list[str]:

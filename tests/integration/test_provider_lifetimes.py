@@ -4,37 +4,10 @@ token is revoked at the provider."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from tests.integration.apps import Running, running, session_cookie
 from tests.op.harness import CLIENT_ID, CLIENT_SECRET, Provider, login
-from tests.redis_server import RedisServer
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture(params=["asgi-host", "wsgi-host", "asgi-redis", "wsgi-redis"])
-def setup(request: pytest.FixtureRequest) -> tuple[str, str]:
-    driver, store = str(request.param).split("-")
-    return driver, store
-
-
-def store_of(store: str, request: pytest.FixtureRequest) -> str:
-    if store == "host":
-        return "host"
-    server: RedisServer = request.getfixturevalue("redis_server")
-    return server.url
 
 
 def refresh_token_of(app: Running, cookie: str) -> str:
@@ -52,10 +25,10 @@ async def still_works(provider: Provider, refresh_token: str) -> bool:
 
 
 async def test_an_idle_session_ends_and_its_grant_is_revoked(
-        provider: Provider, setup: tuple[str, str], request: pytest.FixtureRequest) -> None:
-    driver, store = setup
+        provider: Provider, driver_and_store: tuple[str, str]) -> None:
+    driver, store = driver_and_store
     revocations = provider.stats()["revocations"]
-    with running(provider, driver, store=store_of(store, request),
+    with running(provider, driver, store=store,
                  idle_timeout_seconds=600) as app:
         async with httpx.AsyncClient(timeout=30) as client:
             await login(client, app.url)
@@ -70,10 +43,10 @@ async def test_an_idle_session_ends_and_its_grant_is_revoked(
 
 
 async def test_an_active_session_ends_at_its_absolute_lifetime(
-        provider: Provider, setup: tuple[str, str], request: pytest.FixtureRequest) -> None:
-    driver, store = setup
+        provider: Provider, driver_and_store: tuple[str, str]) -> None:
+    driver, store = driver_and_store
     grants = provider.stats()["grants"].get("refresh_token", 0)
-    with running(provider, driver, store=store_of(store, request),
+    with running(provider, driver, store=store,
                  absolute_lifetime_seconds=150) as app:
         async with httpx.AsyncClient(timeout=30) as client:
             await login(client, app.url)
