@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +21,7 @@ from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .options import Options
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
+from .requests import app_path, external_target
 from .stores import open_async_store
 from .stores.base import Lock
 from .stores.effects import HeldLocks, perform_async
@@ -55,7 +55,7 @@ class _ASGIRequest:
         self._scope = scope
         self.body = body
         self.method: str = scope["method"]
-        self.path: str = scope["path"]
+        self.path: str = app_path(scope)
         self.query_string: str = scope.get("query_string", b"").decode("latin-1")
 
     def header(self, name: str) -> str | None:
@@ -69,9 +69,7 @@ class _ASGIRequest:
         return None
 
     def target(self) -> str:
-        raw = self._scope.get("raw_path")
-        path = raw.decode("latin-1") if raw else quote(self.path)
-        return path + ("?" + self.query_string if self.query_string else "")
+        return external_target(self._scope)
 
 
 class RenewalMiddleware:
@@ -105,7 +103,10 @@ class RenewalMiddleware:
             if now >= self._tombstones.sync_at:
                 self._start_sync(now)
             cookie = _raw_cookie(scope["headers"])
-            serve = self.flows.pass_through(scope["path"], cookie, now, scope["method"])
+            path = scope["path"]
+            if scope.get("root_path"):
+                path = app_path(scope)
+            serve = self.flows.pass_through(path, cookie, now, scope["method"])
             if serve is None:
                 answer = await self._answer(scope, receive, cookie, now)
                 if isinstance(answer, Reply):

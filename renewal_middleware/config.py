@@ -161,6 +161,20 @@ class Settings:
         return urlsplit(self.base_url).scheme.lower() == "https"
 
     @property
+    def prefix(self) -> str:
+        """The path the app is served under (``/app`` for ``https://example.com/app``), or ""."""
+        return urlsplit(self.base_url).path
+
+    def public(self, path: str) -> str:
+        """``path`` of the app as the browser sees it, under :attr:`prefix`."""
+        return self.prefix + path
+
+    @property
+    def cookie_scope(self) -> str:
+        """The session cookie's ``Path``: ``cookie_path`` under the app's prefix."""
+        return (self.prefix + (self.cookie_path if self.cookie_path != "/" else "")) or "/"
+
+    @property
     def origin(self) -> str:
         """The app's origin as a browser sends it in ``Origin``."""
         parts = urlsplit(self.base_url)
@@ -170,7 +184,7 @@ class Settings:
     def session_cookie_name(self) -> str:
         """The session cookie's name: ``__Host-`` prefixed whenever the profile allows."""
         if (self.secure_cookies and self.cookie_host_prefix and not self.cookie_domain
-                and self.cookie_path == "/"):
+                and self.cookie_scope == "/"):
             return "__Host-" + self.cookie_name
         return self.cookie_name
 
@@ -194,8 +208,9 @@ class Settings:
         check_url("issuer", self.issuer)
         check_url("base_url", self.base_url)
         base = urlsplit(self.base_url)
-        if base.path not in ("", "/") or base.query or base.fragment or "?" in self.base_url:
-            fail("base_url", "must be an origin such as https://app.example.com, without a path")
+        if base.query or base.fragment or "?" in self.base_url or "#" in self.base_url:
+            fail("base_url", "must be the app's public URL, such as https://example.com/app, "
+                 "without query or fragment")
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         object.__setattr__(self, "issuer", self.issuer.rstrip("/"))
         if not self.client_id:

@@ -99,7 +99,7 @@ class CookieWriter:
 
     def __init__(self, settings: Settings, *, path: str | None = None,
                  max_age: int | None = None, samesite: str | None = None) -> None:
-        parts = [f"Path={path or settings.cookie_path}", "HttpOnly",
+        parts = [f"Path={path or settings.cookie_scope}", "HttpOnly",
                  f"SameSite={(samesite or settings.cookie_samesite).capitalize()}"]
         if settings.secure_cookies:
             parts.append("Secure")

@@ -61,14 +61,15 @@ class Logouts:
         if session is not None and not self.csrf.logout_allowed(
                 request, session.id, parse_query(request.query_string).get("t")):
             logger.info("logout of session %s asks for confirmation (cross-site?)", session.id)
-            return logout_confirmation(self.settings.logout_path + "?t="
-                                       + self.csrf.logout_token(session.id))
+            return logout_confirmation(
+                self.settings.public(self.settings.logout_path) + "?t="
+                + self.csrf.logout_token(session.id), self.settings.public("/"))
         if session is not None:
             session = yield from self._end(session, now)
             logger.info("logout of session %s", session.id)
             yield from notify(self.hooks, "after_logout",
                               LogoutEvent("user", session.id, session.sub))
-        local = redirect(self.settings.post_logout_path, clear)
+        local = redirect(self.settings.public(self.settings.post_logout_path), clear)
         try:
             meta = yield from self.provider.metadata(now)
         except ProviderUnavailable:

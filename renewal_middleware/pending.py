@@ -27,7 +27,7 @@ class PendingLogins:
         self._transactions = transactions
         self._timeout = settings.login_timeout_seconds
         samesite = "none" if settings.cookie_samesite == "none" else "lax"
-        self._writer = CookieWriter(settings, path="/", max_age=self._timeout,
+        self._writer = CookieWriter(settings, path=settings.prefix or "/", max_age=self._timeout,
                                     samesite=samesite)
 
     def started(self, tx: LoginTransaction, cookies: Mapping[str, str]) -> list[str]:

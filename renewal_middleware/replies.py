@@ -93,12 +93,13 @@ def silent_page(message: Mapping[str, Any], origin: str, set_cookies: Sequence[s
     return Reply(200, headers, body.encode())
 
 
-def logout_confirmation(url: str) -> Reply:
+def logout_confirmation(url: str, home: str = "/") -> Reply:
     """The page of a ``/logout`` that may come from another site: the user confirms."""
     body = (
         "<!doctype html><meta charset=utf-8><title>Log out?</title>"
         "<h1>Log out?</h1><p>Another page asked to log you out.</p>"
-        f'<p><a href="{html.escape(url)}">Log out</a> · <a href="/">Stay logged in</a></p>'
+        f'<p><a href="{html.escape(url)}">Log out</a> · '
+        f'<a href="{html.escape(home)}">Stay logged in</a></p>'
     ).encode()
     return Reply(200, [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store"),
                        ("content-security-policy", "default-src 'none'; frame-ancestors 'none'")],

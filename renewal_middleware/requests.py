@@ -7,7 +7,8 @@ scope, WSGI environ) to :class:`Request`, and the framework integrations import
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
 #: A Cookie header as a driver has it: bytes from an ASGI scope, str from a WSGI environ.
@@ -64,3 +65,25 @@ def safe_return_to(value: str | None) -> str:
         # A Location header carries ASCII: percent-encode the rest, as a browser would.
         value = quote(value, safe="/?#&=%:@!$'()*+,;~-._")
     return value
+
+
+def app_path(scope: Mapping[str, Any]) -> str:
+    """The request's path within the app: ``path`` without the ``root_path`` it is mounted
+    at (servers and frameworks that follow the ASGI spec include it in ``path``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):] or "/"
+    return path
+
+
+def external_target(scope: Mapping[str, Any]) -> str:
+    """The path and query as the browser sent them, to come back to: under ``root_path``
+    even when a proxy stripped it before the server (``uvicorn --root-path``)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(scope["path"])
+    root = scope.get("root_path", "")
+    if root and not (path.startswith(root) and path[len(root):len(root) + 1] in ("", "/")):
+        path = root + path
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + ("?" + query if query else "")

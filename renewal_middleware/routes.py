@@ -190,7 +190,7 @@ class Routes:
         set_cookies = [*self.sessions.cookie.set_headers(value, call.loaded.present), *done]
         if call.iframe:
             return silent_page({"ok": True, "expires_at": session.expires_at},
-                               self.settings.base_url, set_cookies)
+                               self.settings.origin, set_cookies)
         return redirect(safe_return_to(tx.return_to), set_cookies)
 
     def _redeem(self, call: _Callback, code: str, now: float) -> Flow[Session]:
@@ -251,7 +251,7 @@ class Routes:
             # Silent renewal refused: the session is over, continue as anonymous.
             headers = [*self.sessions.cookie.clear_headers(call.loaded.present), *call.done]
         if call.iframe:
-            return silent_page({"ok": False, "error": error.code}, self.settings.base_url,
+            return silent_page({"ok": False, "error": error.code}, self.settings.origin,
                                headers)
         return redirect(safe_return_to(call.tx.return_to), headers)
 

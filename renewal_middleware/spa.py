@@ -35,7 +35,9 @@ class SessionEndpoint:
     def __init__(self, settings: Settings, csrf: CsrfPolicy) -> None:
         self.settings = settings
         self.csrf = csrf
-        self._silent_url = settings.silent_path + "?mode=iframe"
+        self._silent_url = settings.public(settings.silent_path) + "?mode=iframe"
+        self._login_url = settings.public(settings.login_path)
+        self._logout_url = settings.public(settings.logout_path)
 
     def reply(self, serve: Serve, set_cookies: tuple[str, ...], expired: bool, now: float
               ) -> Reply:
@@ -44,7 +46,7 @@ class SessionEndpoint:
         view = serve.view
         body: dict[str, Any]
         if view is None:
-            body = {"authenticated": False, "login_url": self.settings.login_path, "now": now}
+            body = {"authenticated": False, "login_url": self._login_url, "now": now}
             if expired:
                 body.update(expired=True, silent_url=self._silent_url)
             return _json(body, set_cookies)
@@ -59,7 +61,7 @@ class SessionEndpoint:
             "now": now,
             "renewal": "refresh" if session.refresh_token else "iframe",
             "silent_url": self._silent_url,
-            "logout_url": f"{self.settings.logout_path}?t={self.csrf.logout_token(session.id)}",
+            "logout_url": f"{self._logout_url}?t={self.csrf.logout_token(session.id)}",
             "csrf_header": csrf,
         }
         return _json(body, set_cookies)
@@ -80,7 +82,7 @@ class RenewalScript:
         self.version = hashlib.sha256(self.body).hexdigest()[:16]
         self.etag = f'"{self.version}"'
         #: The script's URL with its hash: what a page should load.
-        self.url = f"{settings.script_path}?v={self.version}"
+        self.url = f"{settings.public(settings.script_path)}?v={self.version}"
 
     def reply(self, query_string: str, if_none_match: str | None) -> Reply:
         if parse_query(query_string).get("v") == self.version:

@@ -103,9 +103,9 @@ class Transactions:
         # A transaction must survive the cross-site redirect back from the provider.
         samesite = "none" if settings.cookie_samesite == "none" else "lax"
         self._writers: dict[Kind, CookieWriter] = {
-            "login": CookieWriter(settings, path=settings.callback_path,
+            "login": CookieWriter(settings, path=settings.public(settings.callback_path),
                                   max_age=self._timeout, samesite=samesite),
-            "silent": CookieWriter(settings, path=settings.silent_path,
+            "silent": CookieWriter(settings, path=settings.public(settings.silent_path),
                                    max_age=self._timeout, samesite=samesite),
         }
 

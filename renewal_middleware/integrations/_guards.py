@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from ..requests import safe_return_to
+from ..requests import external_target, safe_return_to
 
 T = TypeVar("T")
 
@@ -32,10 +32,7 @@ def login_location(login_url: str, target: str) -> str:
 
 def asgi_target(scope: Mapping[str, Any]) -> str:
     """The path and query of an ASGI request, as the middleware reads them for ``return_to``."""
-    raw = scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else quote(scope.get("path", "/"))
-    query = scope.get("query_string", b"").decode("latin-1")
-    return path + ("?" + query if query else "")
+    return external_target(scope)
 
 
 def wsgi_target(environ: Mapping[str, Any]) -> str:

@@ -112,7 +112,8 @@ class LoginGuard:
             if login_url is None:
                 middleware = find_layer(getattr(scope.get("app"), "middleware_stack", None),
                                         RenewalMiddleware)
-                login_url = (middleware.settings.login_path if middleware is not None
+                login_url = (middleware.settings.public(middleware.settings.login_path)
+                             if middleware is not None
                              else DEFAULT_LOGIN_PATH)
             location = login_location(login_url, asgi_target(scope))
             raise HTTPException(REDIRECT_STATUS, "Not authenticated",

@@ -142,7 +142,8 @@ def _login_path(connection: _Connection) -> str:
         plugin = connection.app.plugins.get(RenewalPlugin)
     except KeyError:
         return DEFAULT_LOGIN_PATH
-    return plugin.middleware.settings.login_path
+    settings = plugin.middleware.settings
+    return settings.public(settings.login_path)
 
 
 def current_user(connection: _Connection) -> BaseUser:

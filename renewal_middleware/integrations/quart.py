@@ -148,7 +148,8 @@ def _login_response(redirect: bool, login_url: str | None) -> Response:
                          headers.get("X-Requested-With")):
             if login_url is None:
                 middleware = find_layer(current_app.asgi_app, RenewalMiddleware)
-                login_url = (middleware.settings.login_path if middleware is not None
+                login_url = (middleware.settings.public(middleware.settings.login_path)
+                             if middleware is not None
                              else DEFAULT_LOGIN_PATH)
             location = login_location(login_url, asgi_target(request.scope))
             return Response("", REDIRECT_STATUS, {"Location": location, **NO_STORE})

@@ -100,7 +100,7 @@ def test_missing_required_setting_names_it_and_its_variable(name: str) -> None:
     ("issuer", ""),
     ("base_url", "ftp://app.example"),
     ("base_url", "http://app.example"),
-    ("base_url", "https://app.example/app"),
+    ("base_url", "https://app.example/app?x=1"),
     ("client_id", ""),
     ("secret_keys", ""),
     ("secret_keys", "too-short"),
