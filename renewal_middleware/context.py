@@ -91,6 +91,8 @@ class Loaded:
     invalid: bool = False
     #: The session is in the store: read it (see :mod:`renewal_middleware.stored`).
     handle: Handle | None = None
+    #: A valid session that ended elsewhere (a tombstone names it): end it here too.
+    ended: Session | None = None
 
 
 #: A request without any session cookie.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator
-from typing import Any
+from typing import Any, Literal
 
 from .context import Serve
 from .hooks import CallHook
@@ -37,7 +37,8 @@ class NeedsEnd:
     """Decided: the session is past a lifetime; end it everywhere and revoke."""
 
     session: Session
-    reason: Expiry
+    #: A lifetime it passed, or ``ended``: a logout elsewhere (back-channel) named it.
+    reason: Expiry | Literal["ended"]
     present: tuple[str, ...]
 
 

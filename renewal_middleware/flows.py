@@ -176,7 +176,8 @@ class Flows:
         if isinstance(decision, Reply):  # expired and not renewable now
             decision = Serve(None)
         cookies = yield from self.response_cookies.of(decision, now)
-        expired = loaded.view is not None and decision.view is None and not cookies
+        expired = (loaded.view.session if loaded.view is not None and decision.view is None
+                   and not cookies else None)
         return self.session_endpoint.reply(decision, cookies, expired, now)
 
     def _script_route(self, request: Request, now: float) -> Reply:
@@ -189,7 +190,8 @@ class Flows:
 
     def _unless_ended(self, loaded: Loaded) -> Loaded:
         if loaded.view is not None and self.tombstones.ends(loaded.view.session):
-            return Loaded(None, loaded.present, invalid=True)  # ended elsewhere: clear it
+            # Ended elsewhere: clear it, and delete its tokens and grant (see decide()).
+            return Loaded(None, loaded.present, invalid=True, ended=loaded.view.session)
         return loaded
 
     def learn(self, tombstones: list[Tombstone], synced_at: float | None = None) -> None:
@@ -215,6 +217,8 @@ class Flows:
         """What to do with an ordinary request of the app."""
         view = loaded.view
         if view is None:
+            if loaded.ended is not None:
+                return NeedsEnd(loaded.ended, "ended", loaded.present)
             if not loaded.invalid:
                 return ANONYMOUS
             return Serve(None, tuple(self.sessions.cookie.clear_headers(loaded.present)))
@@ -259,10 +263,10 @@ class Flows:
 
     def _renew(self, request: Request, loaded: Loaded,
                decision: NeedsRefresh | NeedsSilentLogin | NeedsEnd, now: float) -> RequestFlow:
-        assert loaded.view is not None
         if isinstance(decision, NeedsEnd):
             yield from self.logouts.expire(decision.session, decision.reason, now)
             return Serve(None, tuple(self.sessions.cookie.clear_headers(decision.present)))
+        assert loaded.view is not None
         if isinstance(decision, NeedsRefresh):
             outcome = yield RunRefresh(decision.key, loaded.view.session, now)
             return self.after_refresh(loaded, outcome, decision.freshness,

@@ -87,11 +87,16 @@ class Logouts:
         return redirect(meta.end_session_endpoint + separator + urlencode(params), clear)
 
     def expire(self, session: Session, reason: str, now: float) -> SharedFlow[None]:
-        """End a session past one of its lifetimes: everywhere, its refresh token revoked."""
+        """End a session past one of its lifetimes (or ended by a back-channel logout, met
+        here for the first time): everywhere, its stored tokens deleted, its refresh token
+        revoked."""
         session = yield from self._end(session, now)
-        logger.info("session %s ended: past its %s lifetime", session.id, reason)
-        yield from notify(self.hooks, "after_logout",
-                          LogoutEvent("lifetime", session.id, session.sub))
+        if reason == "ended":
+            logger.info("session %s ended by a logout elsewhere: tokens deleted", session.id)
+        else:
+            logger.info("session %s ended: past its %s lifetime", session.id, reason)
+            yield from notify(self.hooks, "after_logout",
+                              LogoutEvent("lifetime", session.id, session.sub))
         try:
             meta = yield from self.provider.metadata(now)
         except ProviderUnavailable as exc:

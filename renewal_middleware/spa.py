@@ -23,7 +23,7 @@ from .csrf import CsrfPolicy
 from .renewal import renewal_starts
 from .replies import Reply
 from .requests import parse_query
-from .session import EXPIRY_UNKNOWN
+from .session import EXPIRY_UNKNOWN, Session
 
 #: Claims a page has no use for (the provider's session id is an identifier, not a fact).
 _HIDDEN_CLAIMS = frozenset({"sid"})
@@ -39,16 +39,17 @@ class SessionEndpoint:
         self._login_url = settings.public(settings.login_path)
         self._logout_url = settings.public(settings.logout_path)
 
-    def reply(self, serve: Serve, set_cookies: tuple[str, ...], expired: bool, now: float
-              ) -> Reply:
+    def reply(self, serve: Serve, set_cookies: tuple[str, ...], expired: Session | None,
+              now: float) -> Reply:
         """The answer for a request served with ``serve`` (after any renewal); ``expired``:
         the request carried a session whose token expired and could not be renewed now."""
         view = serve.view
         body: dict[str, Any]
         if view is None:
             body = {"authenticated": False, "login_url": self._login_url, "now": now}
-            if expired:
-                body.update(expired=True, silent_url=self._silent_url)
+            if expired is not None:
+                body.update(expired=True, renewal=_renewal(expired),
+                            silent_url=self._silent_url)
             return _json(body, set_cookies)
         session = view.session
         known = session.expires_at != EXPIRY_UNKNOWN
@@ -59,12 +60,17 @@ class SessionEndpoint:
             "expires_at": session.expires_at,
             "renew_at": renewal_starts(session, self.settings.grace_seconds) if known else 0,
             "now": now,
-            "renewal": "refresh" if session.refresh_token else "iframe",
+            "renewal": _renewal(session),
             "silent_url": self._silent_url,
             "logout_url": f"{self._logout_url}?t={self.csrf.logout_token(session.id)}",
             "csrf_header": csrf,
         }
         return _json(body, set_cookies)
+
+
+def _renewal(session: Session) -> str:
+    """How the session is renewed: by the server's grant, or by the page's hidden iframe."""
+    return "refresh" if session.refresh_token else "iframe"
 
 
 def _json(body: dict[str, Any], set_cookies: tuple[str, ...]) -> Reply:

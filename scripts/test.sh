@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test (lint, types, unit and integration on Python 3.10-3.13) on a fresh machine.
 # Needs python3 and node (>= 20.18) on PATH; installs tox, the test OP's npm packages and, when
-# missing, redis-server (apt-get) itself.
+# missing, redis-server and chromium (apt-get) itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,9 +19,13 @@ export UV_PYTHON_DOWNLOADS=never
 
 python3 -m pip install --quiet --disable-pip-version-check "tox>=4.20" "tox-uv>=1.11"
 (cd tests/op && npm ci --no-audit --no-fund --loglevel=error)
+sudo=$([ "$(id -u)" = 0 ] || echo "sudo -n")
 if ! command -v redis-server >/dev/null 2>&1; then  # the Redis store tests start their own
-  sudo=$([ "$(id -u)" = 0 ] || echo "sudo -n")
   $sudo apt-get install -y -q redis-server ||
     { $sudo apt-get update -q && $sudo apt-get install -y -q redis-server; }
+fi
+if [ ! -x /usr/bin/chromium ] && [ -z "${RENEWAL_CHROMIUM:-}" ]; then  # tox -e browser
+  $sudo apt-get install -y -q chromium ||
+    { $sudo apt-get update -q && $sudo apt-get install -y -q chromium; }
 fi
 exec python3 -m tox run-parallel --parallel-no-spinner --parallel auto "$@"

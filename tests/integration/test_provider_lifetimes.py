@@ -1,13 +1,19 @@
 """A session's absolute and idle lifetimes against the real provider, with the host store and
-with Redis, on both drivers: past either limit the user is anonymous and the newest refresh
-token is revoked at the provider."""
+with Redis, on both drivers, the tokens in the cookie or in the store: past either limit the
+user is anonymous and the newest refresh token is revoked at the provider."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.integration.apps import Running, running, session_cookie
 from tests.op.harness import CLIENT_ID, CLIENT_SECRET, Provider, login
+
+
+@pytest.fixture(params=["cookie", "server"])
+def storage(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def refresh_token_of(app: Running, cookie: str) -> str:
@@ -25,10 +31,10 @@ async def still_works(provider: Provider, refresh_token: str) -> bool:
 
 
 async def test_an_idle_session_ends_and_its_grant_is_revoked(
-        provider: Provider, driver_and_store: tuple[str, str]) -> None:
+        provider: Provider, driver_and_store: tuple[str, str], storage: str) -> None:
     driver, store = driver_and_store
     revocations = provider.stats()["revocations"]
-    with running(provider, driver, store=store,
+    with running(provider, driver, store=store, session_storage=storage,
                  idle_timeout_seconds=600) as app:
         async with httpx.AsyncClient(timeout=30) as client:
             await login(client, app.url)
@@ -43,10 +49,10 @@ async def test_an_idle_session_ends_and_its_grant_is_revoked(
 
 
 async def test_an_active_session_ends_at_its_absolute_lifetime(
-        provider: Provider, driver_and_store: tuple[str, str]) -> None:
+        provider: Provider, driver_and_store: tuple[str, str], storage: str) -> None:
     driver, store = driver_and_store
     grants = provider.stats()["grants"].get("refresh_token", 0)
-    with running(provider, driver, store=store,
+    with running(provider, driver, store=store, session_storage=storage,
                  absolute_lifetime_seconds=150) as app:
         async with httpx.AsyncClient(timeout=30) as client:
             await login(client, app.url)

@@ -12,7 +12,7 @@ import pytest
 from renewal_middleware.context import Serve
 from renewal_middleware.errors import TokenRequestRejected
 from renewal_middleware.flows import Flows
-from renewal_middleware.oidc import GetJSON, TokenRequest
+from renewal_middleware.oidc import GetJSON, RevokeRequest, TokenRequest
 from renewal_middleware.renewal import Ended, Freshness, Renewed, Unavailable
 from renewal_middleware.session import Session
 from renewal_middleware.stores.base import Lineage, StoreUnavailable, Tombstone
@@ -27,6 +27,7 @@ from renewal_middleware.stores.memory import MemoryStore
 from tests.unit.helpers import (
     DISCOVERY,
     FakeClock,
+    answer_discovery,
     is_deletion,
     make_session,
     provider_effects,
@@ -255,9 +256,17 @@ def test_a_tombstone_learnt_from_the_store_ends_the_cached_session(
     assert flows.pass_through("/", header_, clock()) is not None  # remembered
     flows.learn([Tombstone("sid:op-1", clock())])
     assert flows.pass_through("/", header_, clock()) is None
-    served = flows.handle(_Get(header_), clock())
-    assert isinstance(served, Serve) and served.view is None
-    assert all(is_deletion(c) for c in served.set_cookies)
+    store = MemoryStore()
+    provider = with_store(lambda e: None if isinstance(e, RevokeRequest)
+                          else answer_discovery(e), store)
+    ended, effects = run_flow(flows.handle(_Get(header_), clock()),  # type: ignore[arg-type]
+                              provider)
+    assert isinstance(ended, Serve) and ended.view is None
+    assert all(is_deletion(c) for c in ended.set_cookies)
+    # Met here for the first time: its stored tokens go, and its refresh token is revoked.
+    known = store.read(session.id)
+    assert known is not None and known.ended and known.sealed == ""
+    assert RevokeRequest(DISCOVERY["revocation_endpoint"], "rt-1", "refresh_token") in effects
 
 
 def test_a_subject_tombstone_ends_only_the_sessions_that_began_before_it(flows: Flows) -> None:

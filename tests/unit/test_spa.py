@@ -140,7 +140,8 @@ async def test_session_without_refresh_token_is_renewed_by_the_iframe(
     clock.advance(3600 + 1)
     expired = await harness.client.get("/session", headers=harness.cookies(session))
     assert expired.json() == {"authenticated": False, "login_url": "/login", "now": clock(),
-                              "expired": True, "silent_url": "/silent?mode=iframe"}
+                              "expired": True, "renewal": "iframe",
+                              "silent_url": "/silent?mode=iframe"}
     assert "set-cookie" not in expired.headers  # the iframe may still renew it
     assert not harness.token.called
 
