@@ -32,13 +32,14 @@ from benchmarks import (
     passthrough,
     provider,
     report,
+    server_storage,
     storms,
 )
 from benchmarks.suite import RESULTS, Context, Cookies, Phase, loadavg, log, plan
 
 #: The phases in the order they are measured (the table has its own order: report.PHASES).
 MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, memory, provider,
-                               storms)
+                               storms, server_storage)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,11 +7,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cookie_bytes, instructions, memory, passthrough, provider, storms
+from benchmarks import (
+    cookie_bytes,
+    instructions,
+    memory,
+    passthrough,
+    provider,
+    server_storage,
+    storms,
+)
 from benchmarks.suite import ROOT, Phase
 
 #: The phases in the order of the table (and of the targets).
-PHASES: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, provider, memory, storms)
+PHASES: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, provider, memory, storms,
+                             server_storage)
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
