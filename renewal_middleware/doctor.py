@@ -255,4 +255,7 @@ def run_checks(settings: Settings, http: httpx.Client) -> list[Line]:
     lines += client
     authenticated = not any(line.status == "fail" for line in client)
     lines += check_offline(http, settings, doc, probe=authenticated)
-    return lines + check_logout(doc)
+    from .doctor_uris import check_post_logout_uri, check_redirect_uris  # (imports Line here)
+
+    lines += check_redirect_uris(http, settings, doc)
+    return lines + check_logout(doc) + check_post_logout_uri(http, settings, doc)

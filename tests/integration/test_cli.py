@@ -39,7 +39,10 @@ def marks(output: str) -> list[str]:
 def test_configured_right(provider: Provider) -> None:
     result = check(provider.issuer)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert marks(result.stdout) == ["✓"] * 6
+    assert marks(result.stdout) == ["✓"] * 9
+    for uri in ("/callback", "/silent"):
+        assert f"✓ redirect URI {BASE_URL}{uri} is registered" in result.stdout
+    assert f"✓ post-logout redirect URI {BASE_URL}/ is accepted" in result.stdout
     assert f"✓ discovery at {provider.issuer}/.well-known/openid-configuration" in result.stdout
     assert f"✓ client {CLIENT_ID} authenticates with client_secret_basic" in result.stdout
     assert f"✓ client {CLIENT_ID} may use the refresh_token grant" in result.stdout
@@ -60,6 +63,16 @@ def test_wrong_client_secret(provider: Provider) -> None:
     assert ("✗ client credentials rejected (invalid_client: client authentication failed) — "
             "fix: check RENEWAL_CLIENT_ID and RENEWAL_CLIENT_SECRET") in result.stdout
     assert marks(result.stdout).count("✗") == 1
+
+
+def test_redirect_uris_not_registered(provider: Provider) -> None:
+    result = check(provider.issuer, RENEWAL_BASE_URL="http://127.0.0.1:8000/elsewhere")
+    assert result.returncode == 1
+    for uri in ("/callback", "/silent"):
+        assert (f"✗ redirect URI http://127.0.0.1:8000/elsewhere{uri} is not registered"
+                in result.stdout)
+    assert ("✗ post-logout redirect URI http://127.0.0.1:8000/elsewhere/ is not registered"
+            in result.stdout)
 
 
 def test_issuer_with_a_trailing_path(provider: Provider) -> None:

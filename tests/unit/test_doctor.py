@@ -52,7 +52,16 @@ def op(public_jwks: dict[str, Any]) -> Iterator[respx.MockRouter]:
             json=DOC)
         router.get(ISSUER + "/jwks", name="jwks").respond(json=public_jwks)
         router.post(ISSUER + "/token", name="token").mock(return_value=BAD_GRANT)
+        router.get(DOC["authorization_endpoint"], name="authorize").mock(
+            side_effect=_back_to_the_app)
+        router.get(ISSUER + "/session/end", name="end_session").respond(200, html="Sign out?")
         yield router
+
+
+def _back_to_the_app(request: httpx.Request) -> httpx.Response:
+    """prompt=none without a user: back to the (registered) redirect URI with an error."""
+    back = request.url.params["redirect_uri"] + "?error=login_required&state=x"
+    return httpx.Response(303, headers={"location": back})
 
 
 def run(**env: str) -> tuple[int, str]:
@@ -69,7 +78,7 @@ def test_all_good(op: respx.MockRouter) -> None:
     code, out = run()
     assert code == 0, out
     assert marked(out, "✗") == [] and marked(out, "!") == []
-    assert len(marked(out, "✓")) == 6
+    assert len(marked(out, "✓")) == 9
     assert f"✓ discovery at {ISSUER}/.well-known/openid-configuration names issuer {ISSUER}" in out
     assert "✓ JWKS has 1 signing key(s): RS256 kid=k1" in out
     assert f"✓ client {CLIENT_ID} authenticates with client_secret_basic" in out
@@ -298,3 +307,19 @@ def test_usage(capsys: pytest.CaptureFixture[str]) -> None:
         main([])
     assert exited.value.code == 2
     assert "keygen" in capsys.readouterr().err
+
+
+def test_an_unregistered_redirect_uri_is_named(op: respx.MockRouter) -> None:
+    op.routes["authorize"].mock(return_value=httpx.Response(
+        400, html="<p>invalid_redirect_uri: redirect_uri did not match</p>"))
+    code, out = run()
+    assert code == 1
+    assert (f"✗ redirect URI {BASE_URL}/callback is not registered (HTTP 400) — fix: register "
+            f"{BASE_URL}/callback as a redirect URI of client {CLIENT_ID}") in out
+
+
+def test_an_unregistered_post_logout_uri_is_named(op: respx.MockRouter) -> None:
+    op.routes["end_session"].respond(400, html="post_logout_redirect_uri not registered")
+    code, out = run()
+    assert code == 1
+    assert f"✗ post-logout redirect URI {BASE_URL}/ is not registered (HTTP 400)" in out
