@@ -6,23 +6,16 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigurationError
+from .options import CONVERTERS, SameSite, SessionStorage, TokenEndpointAuthMethod
 from .options import Options as Options  # re-exported: the middlewares' keywords
-from .options import SameSite, SessionStorage, TokenEndpointAuthMethod
 from .values import (
     Secret,
-    as_bool,
-    as_float,
-    as_int,
-    as_optional_str,
-    as_secret,
-    as_secret_keys,
     as_str,
     check_url,
-    choice,
     env_name,
     fail,
 )
@@ -40,34 +33,54 @@ class Settings:
     falls back to the ``RENEWAL_<NAME>`` environment variable of each setting.
     """
 
+    #: The provider's issuer URL; discovery at ``/.well-known/openid-configuration``.
     issuer: str
+    #: The client registered at the provider.
     client_id: str
+    #: The client's secret (never logged).
     client_secret: Secret
+    #: Comma-separated, newest first: the first signs, all verify; 32 characters or more each.
     secret_keys: tuple[Secret, ...]
+    #: The app's public URL, with its path prefix if any; builds the redirect URIs.
     base_url: str
+    #: ``offline_access`` asks for a refresh token.
     scope: str = "openid profile email offline_access"
+    #: Sent as ``audience`` on authorization requests (Auth0 APIs).
     audience: str | None = None
+    #: Renew when fewer seconds than this remain (at most half the token's lifetime).
     grace_seconds: int = 60
+    #: Starts a login (``?return_to=`` and the per-login parameters).
     login_path: str = "/login"
+    #: Where the provider sends the browser back after a login.
     callback_path: str = "/callback"
+    #: Silent (``prompt=none``) renewals start and end here.
     silent_path: str = "/silent"
+    #: Logs the user out (GET or POST; see CSRF).
     logout_path: str = "/logout"
+    #: Where the provider sends the user after logout.
     post_logout_path: str = "/"
     #: ``auto`` sends ``prompt=consent`` when ``offline_access`` is asked for (OIDC Core §11);
     #: an empty value sends no prompt; anything else is sent as it is.
     login_prompt: str = "auto"
+    #: How the client authenticates at the token endpoint.
     token_endpoint_auth_method: TokenEndpointAuthMethod = "client_secret_basic"
     #: Encrypt cookie payloads (AES-GCM) on top of signing them, so tokens are not readable.
     encrypt_cookies: bool = True
+    #: Chunks are ``<name>.0``, ``.1``, …; ``__Host-`` is prepended over https.
     cookie_name: str = "renewal_session"
+    #: ``lax``, ``strict`` or ``none`` (https only).
     cookie_samesite: SameSite = "lax"
+    #: A ``Domain`` for the session cookie (every host under it then receives it).
     cookie_domain: str | None = None
+    #: The session cookie's ``Path``, under the app's prefix.
     cookie_path: str = "/"
     #: A session cookie not re-issued for this long is refused (it is re-issued at every renewal).
     session_lifetime_seconds: int = 14 * 24 * 3600
     #: How long a login (or silent renewal) may take between /login and /callback.
     login_timeout_seconds: int = 900
+    #: Every call to the provider.
     http_timeout_seconds: float = 10.0
+    #: Leeway for ID-token ``exp``/``iat`` and for cookies signed by a host whose clock is ahead.
     clock_skew_seconds: int = 60
     #: How long a refresh result is kept for requests that still carry the pre-rotation cookie.
     refresh_result_seconds: int = 60
@@ -125,7 +138,7 @@ class Settings:
                         f"setting {name!r} is required: pass {name}=... or set {env_name(name)}"
                     )
                 continue
-            convert: Callable[[str, Any], Any] = _CONVERTERS.get(name, as_str)
+            convert: Callable[[str, Any], Any] = CONVERTERS.get(name, as_str)
             values[name] = convert(name, raw)
         settings = cls(**values)
         settings._validate()
@@ -272,27 +285,3 @@ _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 #: Request headers a cross-origin page may send without a preflight.
 _SAFELISTED_HEADERS = frozenset({"accept", "accept-language", "content-language",
                                  "content-type", "range"})
-
-_CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
-    "client_secret": as_secret,
-    "secret_keys": as_secret_keys,
-    "audience": as_optional_str,
-    "encrypt_cookies": as_bool,
-    "csrf_protection": as_bool,
-    "cookie_host_prefix": as_bool,
-    "cookie_domain": as_optional_str,
-    "store_directory": as_optional_str,
-    "grace_seconds": as_int,
-    "session_lifetime_seconds": as_int,
-    "login_timeout_seconds": as_int,
-    "clock_skew_seconds": as_int,
-    "refresh_result_seconds": as_int,
-    "session_cache_size": as_int,
-    "absolute_lifetime_seconds": as_int,
-    "max_pending_logins": as_int,
-    "idle_timeout_seconds": as_int,
-    "http_timeout_seconds": as_float,
-    "cookie_samesite": choice(*get_args(SameSite)),
-    "token_endpoint_auth_method": choice(*get_args(TokenEndpointAuthMethod)),
-    "session_storage": choice(*get_args(SessionStorage)),
-}

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, TypedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypedDict, get_args
 
-from .values import Secret
+from .values import (
+    Secret,
+    as_bool,
+    as_float,
+    as_int,
+    as_optional_str,
+    as_secret,
+    as_secret_keys,
+    choice,
+)
 
 SameSite = Literal["lax", "strict", "none"]
 TokenEndpointAuthMethod = Literal["client_secret_basic", "client_secret_post"]
@@ -55,3 +64,30 @@ class Options(TypedDict, total=False):
     idle_timeout_seconds: int | str
     session_storage: SessionStorage
     max_pending_logins: int | str
+
+
+#: How each setting is read from a keyword argument or a ``RENEWAL_*`` string (default:
+#: :func:`~renewal_middleware.values.as_str`).
+CONVERTERS: dict[str, Callable[[str, Any], Any]] = {
+    "client_secret": as_secret,
+    "secret_keys": as_secret_keys,
+    "audience": as_optional_str,
+    "encrypt_cookies": as_bool,
+    "csrf_protection": as_bool,
+    "cookie_host_prefix": as_bool,
+    "cookie_domain": as_optional_str,
+    "store_directory": as_optional_str,
+    "grace_seconds": as_int,
+    "session_lifetime_seconds": as_int,
+    "login_timeout_seconds": as_int,
+    "clock_skew_seconds": as_int,
+    "refresh_result_seconds": as_int,
+    "session_cache_size": as_int,
+    "absolute_lifetime_seconds": as_int,
+    "max_pending_logins": as_int,
+    "idle_timeout_seconds": as_int,
+    "http_timeout_seconds": as_float,
+    "cookie_samesite": choice(*get_args(SameSite)),
+    "token_endpoint_auth_method": choice(*get_args(TokenEndpointAuthMethod)),
+    "session_storage": choice(*get_args(SessionStorage)),
+}
