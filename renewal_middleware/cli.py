@@ -15,7 +15,8 @@ from typing import TextIO
 import httpx
 
 from .config import MIN_SECRET_KEY_LENGTH, Settings
-from .doctor import fail, registration, run_checks
+from .doctor import fail, registration
+from .doctor_uris import run_checks
 from .errors import ConfigurationError
 
 #: Bytes of randomness in a generated key (43 URL-safe characters).

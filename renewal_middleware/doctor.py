@@ -243,19 +243,3 @@ def registration(settings: Settings) -> list[str]:
         f"  post-logout redirect URI: {settings.post_logout_redirect_uri}",
         f"  back-channel logout URI:  {settings.base_url + settings.backchannel_logout_path}",
     ]
-
-
-def run_checks(settings: Settings, http: httpx.Client) -> list[Line]:
-    """Every check in order; later ones are skipped when discovery gave nothing."""
-    lines, doc = check_discovery(http, settings)
-    if not doc:
-        return lines
-    lines += check_jwks(http, doc)
-    client = check_client(http, settings, doc)
-    lines += client
-    authenticated = not any(line.status == "fail" for line in client)
-    lines += check_offline(http, settings, doc, probe=authenticated)
-    from .doctor_uris import check_post_logout_uri, check_redirect_uris  # (imports Line here)
-
-    lines += check_redirect_uris(http, settings, doc)
-    return lines + check_logout(doc) + check_post_logout_uri(http, settings, doc)

@@ -1,4 +1,5 @@
-"""``renewal-middleware check``: are the app's redirect URIs registered at the provider?
+"""``renewal-middleware check``: are the app's redirect URIs registered at the provider? And
+every check, in order (:func:`run_checks`).
 
 The provider is asked, without a user: an authorization request with ``prompt=none`` is sent
 back to a registered redirect URI (with ``login_required``, say) and refused with an error page
@@ -14,7 +15,18 @@ from typing import Any
 import httpx
 
 from .config import Settings
-from .doctor import Line, describe, fail, ok, warn
+from .doctor import (
+    Line,
+    check_client,
+    check_discovery,
+    check_jwks,
+    check_logout,
+    check_offline,
+    describe,
+    fail,
+    ok,
+    warn,
+)
 
 
 def check_redirect_uris(http: httpx.Client, settings: Settings, doc: Mapping[str, Any]
@@ -64,3 +76,17 @@ def check_post_logout_uri(http: httpx.Client, settings: Settings, doc: Mapping[s
     return [fail(f"post-logout redirect URI {uri} is not registered (HTTP {answer.status_code})",
                  f"register {uri} as a post-logout redirect URI of client "
                  f"{settings.client_id}")]
+
+
+def run_checks(settings: Settings, http: httpx.Client) -> list[Line]:
+    """Every check in order; later ones are skipped when discovery gave nothing."""
+    lines, doc = check_discovery(http, settings)
+    if not doc:
+        return lines
+    lines += check_jwks(http, doc)
+    client = check_client(http, settings, doc)
+    lines += client
+    authenticated = not any(line.status == "fail" for line in client)
+    lines += check_offline(http, settings, doc, probe=authenticated)
+    lines += check_redirect_uris(http, settings, doc)
+    return lines + check_logout(doc) + check_post_logout_uri(http, settings, doc)

@@ -257,11 +257,8 @@ class Provider:
 
 
 def check_auth_time(claims: Mapping[str, Any], max_age: int, now: float, skew: int) -> None:
-    """OIDC Core §3.1.2.1 / §3.1.3.7 (13): a ``max_age`` login needs a recent ``auth_time``.
-
-    ``auth_time`` is a NumericDate (checked with the other time claims); it must
-    be present and no more than ``max_age`` plus the clock-skew leeway ago.
-    """
+    """OIDC Core §3.1.2.1 / §3.1.3.7 (13): a ``max_age`` login needs an ``auth_time`` (a
+    NumericDate) no more than ``max_age`` plus the clock-skew leeway ago."""
     auth_time = claims.get("auth_time")
     if auth_time is None:
         raise AuthenticationError(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+from ..config import Settings
 from ..requests import external_target, safe_return_to
 
 T = TypeVar("T")
@@ -41,6 +42,12 @@ def wsgi_target(environ: Mapping[str, Any]) -> str:
     path = quote(raw, safe="/;=,:@!$&'()*+~-._") or "/"
     query = environ.get("QUERY_STRING", "")
     return path + ("?" + query if query else "")
+
+
+def login_url_of(settings: Settings | None) -> str:
+    """The login route, as the browser sees it, of the middleware with ``settings`` (``None``:
+    not found, the default ``/login``)."""
+    return DEFAULT_LOGIN_PATH if settings is None else settings.public(settings.login_path)
 
 
 def find_layer(app: object, kind: type[T]) -> T | None:

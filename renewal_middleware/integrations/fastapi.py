@@ -31,12 +31,12 @@ from ..requests import is_navigation
 from ..session import OIDCUser, TokenCredentials
 from ._guards import (
     CHALLENGE,
-    DEFAULT_LOGIN_PATH,
     NO_STORE,
     REDIRECT_STATUS,
     asgi_target,
     find_layer,
     login_location,
+    login_url_of,
 )
 
 __all__ = [
@@ -112,9 +112,7 @@ class LoginGuard:
             if login_url is None:
                 middleware = find_layer(getattr(scope.get("app"), "middleware_stack", None),
                                         RenewalMiddleware)
-                login_url = (middleware.settings.public(middleware.settings.login_path)
-                             if middleware is not None
-                             else DEFAULT_LOGIN_PATH)
+                login_url = login_url_of(middleware.settings if middleware else None)
             location = login_location(login_url, asgi_target(scope))
             raise HTTPException(REDIRECT_STATUS, "Not authenticated",
                                 headers={"Location": location, **NO_STORE})

@@ -39,11 +39,11 @@ from ..requests import is_navigation
 from ..session import OIDCUser
 from ._guards import (
     CHALLENGE,
-    DEFAULT_LOGIN_PATH,
     NO_STORE,
     REDIRECT_STATUS,
     asgi_target,
     login_location,
+    login_url_of,
 )
 
 if TYPE_CHECKING:
@@ -141,9 +141,8 @@ def _login_path(connection: _Connection) -> str:
     try:
         plugin = connection.app.plugins.get(RenewalPlugin)
     except KeyError:
-        return DEFAULT_LOGIN_PATH
-    settings = plugin.middleware.settings
-    return settings.public(settings.login_path)
+        return login_url_of(None)
+    return login_url_of(plugin.middleware.settings)
 
 
 def current_user(connection: _Connection) -> BaseUser:

@@ -39,12 +39,12 @@ from ..requests import is_navigation
 from ..session import OIDCUser
 from ._guards import (
     CHALLENGE,
-    DEFAULT_LOGIN_PATH,
     NO_STORE,
     REDIRECT_STATUS,
     asgi_target,
     find_layer,
     login_location,
+    login_url_of,
 )
 
 __all__ = ["access_token", "current_credentials", "current_user", "init_app", "logged_in_user",
@@ -148,9 +148,7 @@ def _login_response(redirect: bool, login_url: str | None) -> Response:
                          headers.get("X-Requested-With")):
             if login_url is None:
                 middleware = find_layer(current_app.asgi_app, RenewalMiddleware)
-                login_url = (middleware.settings.public(middleware.settings.login_path)
-                             if middleware is not None
-                             else DEFAULT_LOGIN_PATH)
+                login_url = login_url_of(middleware.settings if middleware else None)
             location = login_location(login_url, asgi_target(request.scope))
             return Response("", REDIRECT_STATUS, {"Location": location, **NO_STORE})
     response = jsonify(error="not_authenticated")
