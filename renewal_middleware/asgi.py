@@ -17,6 +17,7 @@ from .decisions import RunRefresh, Step
 from .errors import RenewalError
 from .flows import Flows
 from .hooks import CallHook, Hooks, call_async
+from .loading import HEADER_KEY_LENGTH
 from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .options import Options
 from .renewal import AsyncRefreshCoordinator, Outcome
@@ -93,36 +94,57 @@ class RenewalMiddleware:
         self.coordinator = AsyncRefreshCoordinator(self.flows.results, clock)
         self.store = open_async_store(self.settings, clock)
         self._tombstones = self.flows.tombstones
+        self._route_paths = self.flows.route_paths
+        self._header_answers = self.flows.header_answers
+        self._csrf = self.flows.csrf_checks
         self._sync_task: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            # Runs on every request of the app: one dict lookup in the core.
-            now = self.clock()
-            if now >= self._tombstones.sync_at:
-                self._start_sync(now)
-            cookie = _raw_cookie(scope["headers"])
-            path = scope["path"]
-            if scope.get("root_path"):
-                path = app_path(scope)
-            serve = self.flows.pass_through(path, cookie, now, scope["method"])
-            if serve is None:
-                answer = await self._answer(scope, receive, cookie, now)
-                if isinstance(answer, Reply):
-                    await _send_reply(send, answer)
-                    return
-                serve = answer
-        elif kind == "websocket":
-            cookie = _raw_cookie(scope["headers"])
-            serve = await self._run(self.flows.websocket(
-                None if cookie is None else cookie.decode("latin-1"), self.clock()))
-        elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
             return
-        else:
-            await self.app(scope, receive, send)
-            return
+        # Runs on every request of the app: Flows.pass_through inlined for a GET (a call
+        # costs as much as its checks), test_asgi_fast_path holds the two to one answer.
+        # Everything else (no cookie, other methods, a root_path) asks Flows itself.
+        clock = self.clock  # a local: calling an attribute directly is not specialised
+        now = clock()
+        if now >= self._tombstones.sync_at:
+            self._start_sync(now)
+        cookie = None
+        for key, value in scope["headers"]:
+            if key == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+        if cookie is not None:
+            entry = self._header_answers.get(cookie[-HEADER_KEY_LENGTH:])
+            if (entry is not None and entry[2] > now and entry[0] == cookie
+                    and scope["path"] not in self._route_paths
+                    and (scope["method"] == "GET" or not self._csrf)
+                    and not scope.get("root_path")):
+                serve = entry[1]
+                scope["user"] = serve.user
+                scope["auth"] = serve.auth
+                try:
+                    scope["state"][CONTEXT_KEY] = serve
+                except (KeyError, TypeError):
+                    scope[CONTEXT_KEY] = serve
+                app = self.app
+                await app(scope, receive, send)
+                return
+        await self._handle_http(scope, receive, send, cookie, now)
+
+    async def _handle_http(self, scope: Scope, receive: Receive, send: Send,
+                           cookie: bytes | None, now: float) -> None:
+        path = app_path(scope) if scope.get("root_path") else scope["path"]
+        serve = self.flows.pass_through(path, cookie, now, scope["method"])
+        if serve is None:
+            answer = await self._answer(scope, receive, cookie, now)
+            if isinstance(answer, Reply):
+                await _send_reply(send, answer)
+                return
+            serve = answer
+        await self._serve(serve, scope, receive, send)
+
+    async def _serve(self, serve: Serve, scope: Scope, receive: Receive, send: Send) -> None:
         # Starlette's two keys; our context (see access.py) where an inner auth middleware
         # does not overwrite it, and without growing the scope Starlette then extends.
         scope["user"] = serve.user
@@ -135,6 +157,18 @@ class RenewalMiddleware:
         if serve.set_cookies:
             send = self._adding_cookies(send, serve)
         await self.app(scope, receive, send)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            cookie = _raw_cookie(scope["headers"])
+            serve = await self._run(self.flows.websocket(
+                None if cookie is None else cookie.decode("latin-1"), self.clock()))
+            await self._serve(serve, scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, receive: Receive, cookie: bytes | None, now: float
                       ) -> Serve | Reply:

@@ -86,11 +86,13 @@ class Flows:
         self.script = RenewalScript(settings)
         self._own_paths = {settings.session_path: self._session_route,
                            settings.script_path: self._script_route}
-        self._route_paths = frozenset(settings.own_paths)
-        self._headers = self.sessions.headers
+        #: The paths the middleware answers itself (never passed through).
+        self.route_paths = frozenset(settings.own_paths)
+        #: What :meth:`pass_through` looks Cookie headers up in (see loading.py).
+        self.header_answers = self.sessions.headers
         self.lifetimes = self.sessions.lifetimes
-        # Unsafe methods skip the pass-through, to be checked for forgery.
-        self._csrf = settings.csrf_protection
+        #: Unsafe methods skip the pass-through, to be checked for forgery.
+        self.csrf_checks = settings.csrf_protection
         warn_relaxations(settings)
 
     def pass_through(self, path: str, cookie: RawCookie | None, now: float,
@@ -101,13 +103,13 @@ class Flows:
         decoded here). Costs a dict lookup: no route, and either no cookie or a Cookie
         header seen before whose session is far from any renewal window.
         """
-        if path in self._route_paths:
+        if path in self.route_paths:
             return None
         if cookie is None:
             return ANONYMOUS
-        if self._csrf and method not in SAFE_METHODS:
+        if self.csrf_checks and method not in SAFE_METHODS:
             return None
-        entry = self._headers.get(cookie[-HEADER_KEY_LENGTH:])
+        entry = self.header_answers.get(cookie[-HEADER_KEY_LENGTH:])
         if entry is not None and entry[2] > now and entry[0] == cookie:
             return entry[1]
         return None
@@ -120,7 +122,7 @@ class Flows:
         a generator; routes and renewals come back as a :data:`RequestFlow`.
         ``raw_cookie`` is what the driver gives :meth:`pass_through`, to remember.
         """
-        if request.path in self._route_paths:
+        if request.path in self.route_paths:
             own = self._own_paths.get(request.path)
             return own(request, now) if own else self.routes.answer(request, now)
         cookie = request.header("cookie")

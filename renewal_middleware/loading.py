@@ -69,7 +69,9 @@ class SessionLoader:
             until = min(until, max(session.expires_at - self._grace, session.renew_from))
         with self._lock:
             headers = self.headers
-            headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, until)
+            # A float: the pass-through compares it with the clock's float, and a float
+            # compared with an int takes a slower path.
+            headers[cookie[-HEADER_KEY_LENGTH:]] = (cookie, view.serve, float(until))
             while len(headers) > self._maxsize:
                 del headers[next(iter(headers))]
 
