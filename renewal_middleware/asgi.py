@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import CONTEXT_KEY
 from .config import Settings
-from .context import Serve
+from .context import ANONYMOUS, Serve
 from .decisions import RunRefresh, Step
 from .errors import RenewalError
 from .flows import Flows
@@ -97,6 +97,7 @@ class RenewalMiddleware:
         self._route_paths = self.flows.route_paths
         self._header_answers = self.flows.header_answers
         self._csrf = self.flows.csrf_checks
+        self._header_key = slice(-HEADER_KEY_LENGTH, None)
         self._sync_task: asyncio.Future[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,35 +106,43 @@ class RenewalMiddleware:
             return
         # Runs on every request of the app: Flows.pass_through inlined for a GET (a call
         # costs as much as its checks), test_asgi_fast_path holds the two to one answer.
-        # Everything else (no cookie, other methods, a root_path) asks Flows itself.
+        # Everything else (other methods, a root_path, a renewal due) asks Flows itself.
         clock = self.clock  # a local: calling an attribute directly is not specialised
         now = clock()
         if now >= self._tombstones.sync_at:
             self._start_sync(now)
+        # Browsers send the Cookie header last or nearly: look from the end. A request
+        # with several Cookie headers is matched by its last, and answered only when that
+        # alone is a header seen before; else the slow path joins them.
         cookie = None
-        for key, value in scope["headers"]:
+        for key, value in reversed(scope["headers"]):
             if key == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
+                cookie = value
+                break
         if cookie is not None:
-            entry = self._header_answers.get(cookie[-HEADER_KEY_LENGTH:])
-            if (entry is not None and entry[2] > now and entry[0] == cookie
-                    and scope["path"] not in self._route_paths
-                    and (scope["method"] == "GET" or not self._csrf)
-                    and not scope.get("root_path")):
-                serve = entry[1]
-                scope["user"] = serve.user
-                scope["auth"] = serve.auth
-                try:
-                    scope["state"][CONTEXT_KEY] = serve
-                except (KeyError, TypeError):
-                    scope[CONTEXT_KEY] = serve
-                app = self.app
-                await app(scope, receive, send)
-                return
-        await self._handle_http(scope, receive, send, cookie, now)
+            entry = self._header_answers.get(cookie[self._header_key])
+            if entry is not None:
+                header, serve, until = entry
+                if (until > now and header == cookie and scope["path"] not in self._route_paths
+                        and (scope["method"] == "GET" or not self._csrf)
+                        and not scope.get("root_path")):
+                    scope["user"] = serve.user
+                    scope["auth"] = serve.auth
+                    try:
+                        scope["state"][CONTEXT_KEY] = serve
+                    except (KeyError, TypeError):
+                        scope[CONTEXT_KEY] = serve
+                    app = self.app
+                    await app(scope, receive, send)
+                    return
+        elif scope["path"] not in self._route_paths and not scope.get("root_path"):
+            await self._serve(ANONYMOUS, scope, receive, send)
+            return
+        await self._handle_http(scope, receive, send, now)
 
-    async def _handle_http(self, scope: Scope, receive: Receive, send: Send,
-                           cookie: bytes | None, now: float) -> None:
+    async def _handle_http(self, scope: Scope, receive: Receive, send: Send, now: float
+                           ) -> None:
+        cookie = _raw_cookie(scope["headers"])
         path = app_path(scope) if scope.get("root_path") else scope["path"]
         serve = self.flows.pass_through(path, cookie, now, scope["method"])
         if serve is None:

@@ -98,11 +98,23 @@ async def test_other_requests_are_left_to_flows(driven: Driven, clock: FakeClock
     assert not fast
 
 
-async def test_a_cookie_split_in_two_headers_is_joined(driven: Driven, clock: FakeClock) -> None:
+async def test_several_cookie_headers_are_joined_by_flows(
+        driven: Driven, clock: FakeClock) -> None:
     cookie = _cookie(clock)
     await driven.request([(b"cookie", b"theme=dark; " + cookie)])
     fast, scope = await driven.request([(b"cookie", b"theme=dark"), (b"cookie", cookie)])
-    assert fast and scope is not None and scope["user"].is_authenticated
+    assert not fast  # the last header alone was never seen
+    assert scope is not None and scope["user"].identity == "alice"
+    fast, scope = await driven.request([(b"cookie", b"theme=dark; " + cookie)])
+    assert fast and scope is not None and scope["user"].identity == "alice"
+
+
+async def test_only_the_last_cookie_header_is_looked_up(driven: Driven, clock: FakeClock) -> None:
+    cookie = _cookie(clock)
+    await driven.request([(b"cookie", cookie)])
+    fast, scope = await driven.request([(b"cookie", cookie), (b"cookie", b"theme=dark")])
+    assert not fast
+    assert scope is not None and scope["user"].identity == "alice"
 
 
 async def test_a_header_with_the_same_end_but_another_start_is_verified_again(
