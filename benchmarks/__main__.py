@@ -33,13 +33,14 @@ from benchmarks import (
     provider,
     report,
     server_storage,
+    side_by_side,
     storms,
 )
 from benchmarks.suite import RESULTS, Context, Cookies, Phase, loadavg, log, plan
 
 #: The phases in the order they are measured (the table has its own order: report.PHASES).
-MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, memory, provider,
-                               storms, server_storage)
+MEASURED: tuple[Phase, ...] = (cookie_bytes, passthrough, side_by_side, instructions, memory,
+                               provider, storms, server_storage)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -36,9 +36,16 @@ KID = "bench-rs256-1"
 
 
 def settings(encrypt: bool, **extra: Any) -> dict[str, Any]:
-    """Keyword arguments of the middleware in the pass-through benchmarks."""
-    return dict(issuer=DEAD_ISSUER, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                secret_keys=[SECRET_KEY], base_url=BASE_URL, encrypt_cookies=encrypt, **extra)
+    """Keyword arguments of the middleware in the pass-through benchmarks.
+
+    No idle limit: with one, a session in use has its cookie re-signed once a minute
+    and a browser stores the new one; wrk and the in-process loops keep sending the
+    first, which would be re-signed on every request after a minute. That once-a-minute
+    re-sign is one cookie encoding, not the pass-through.
+    """
+    return {"issuer": DEAD_ISSUER, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "secret_keys": [SECRET_KEY], "base_url": BASE_URL, "encrypt_cookies": encrypt,
+            "idle_timeout_seconds": 0, **extra}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,11 @@ class Server:
     log: Any = None
 
     @property
+    def log_path(self) -> Path:
+        """Where the server's output goes (one file per port: an app may run twice)."""
+        return ROOT / "benchmarks" / f".server-{self.app}-{self.port}.log"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -96,11 +102,11 @@ class Server:
 
     def start(self) -> Server:
         env = {**os.environ, **self.env}
-        self.log = open(ROOT / "benchmarks" / f".server-{self.app}.log", "wb")  # noqa: SIM115
+        self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(pinned(self.core, self.argv()), cwd=ROOT, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.app} exited: {self.log_text()}")
@@ -115,7 +121,7 @@ class Server:
 
     def log_text(self) -> str:
         with contextlib.suppress(OSError):
-            return (ROOT / "benchmarks" / f".server-{self.app}.log").read_text()[-2000:]
+            return self.log_path.read_text()[-2000:]
         return ""
 
     @property
@@ -136,18 +142,18 @@ class Server:
             self.log.close()
             self.log = None
             with contextlib.suppress(OSError):
-                (ROOT / "benchmarks" / f".server-{self.app}.log").unlink()
+                self.log_path.unlink()
 
 
 @contextlib.contextmanager
 def servers(*items: Server) -> Iterator[tuple[Server, ...]]:
-    started: list[Server] = []
+    """The servers, started at once (each waits for its port), and stopped at the end."""
     try:
-        for item in items:
-            started.append(item.start())
-        yield tuple(started)
+        with ThreadPoolExecutor(max(1, len(items))) as pool:
+            started = tuple(pool.map(Server.start, items))
+        yield started
     finally:
-        for item in started:
+        for item in items:
             item.stop()
 
 

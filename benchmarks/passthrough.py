@@ -233,30 +233,15 @@ def rows(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _ratios(phase: str, section: dict[str, Any], names: tuple[str, str],
-            goal: str) -> list[dict[str, Any]]:
-    out = []
-    for name in names:
-        ratio = section["apps"][name]["ratio_to_bare"]
-        out.append(target(f"{phase} {LABELS[name]}: req/s vs bare", goal, ratio, ratio >= 0.95))
-        cpu = section["apps"][name]["cpu_ratio_to_bare"]
-        out.append(target(f"{phase} {LABELS[name]}: server CPU per request, bare/this", goal,
-                          cpu, cpu >= 0.95))
-    return out
-
-
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    out = _ratios("P1a", results["p1a_asgi_wrk"], ("renewal_signed", "renewal_encrypted"),
-                  ">= 0.95x (aim 0.97x)")
+    # P1a's and P1c's one-after-another ratios are shown, not judged: they move by more
+    # than the margin from one run to the next. The ratios are judged side by side (P1e).
     one = results["p1b_inprocess"]["asgi_one_session"]
     limit = one["starlette_session"]["cpu_us"]
-    for name in ("renewal_signed", "renewal_encrypted"):
-        out.append(target(f"P1b {LABELS[name]}: CPU us per request",
-                          f"<= SessionMiddleware ({limit} us)", one[name]["cpu_us"],
-                          one[name]["cpu_us"] <= limit))
-    out += _ratios("P1c", results["p1c_wsgi_wrk"],
-                   ("wsgi_renewal_signed", "wsgi_renewal_encrypted"), ">= 0.95x")
-    return out
+    return [target(f"P1b {LABELS[name]}: CPU us per request",
+                   f"<= SessionMiddleware ({limit} us)", one[name]["cpu_us"],
+                   one[name]["cpu_us"] <= limit)
+            for name in ("renewal_signed", "renewal_encrypted")]
 
 
 # -- profile (optional) -------------------------------------------------------------------------

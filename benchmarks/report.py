@@ -14,13 +14,14 @@ from benchmarks import (
     passthrough,
     provider,
     server_storage,
+    side_by_side,
     storms,
 )
 from benchmarks.suite import ROOT, Phase
 
 #: The phases in the order of the table (and of the targets).
-PHASES: tuple[Phase, ...] = (cookie_bytes, passthrough, instructions, provider, memory, storms,
-                             server_storage)
+PHASES: tuple[Phase, ...] = (cookie_bytes, passthrough, side_by_side, instructions, provider,
+                             memory, storms, server_storage)
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -42,12 +42,12 @@ def plan(quick: bool) -> dict[str, Any]:
                     inproc_n=2_000, inproc_repeats=2, many_sessions=300, many_n=1_000,
                     many_repeats=2, p5_sessions=300, p5_requests=5_000, p5_warmup=1,
                     p5_phase=1, p5_min_warmup_passes=2, storm=200, renewals=4, advance=16,
-                    instr_requests=(200, 600))
+                    instr_requests=(200, 600), side_trials=2, side_seconds=1)
     return dict(wrk_seconds=5, wrk_warmup=2, rounds=5, connections=32,
                 inproc_n=50_000, inproc_repeats=5, many_sessions=5_000, many_n=10_000,
                 many_repeats=3, p5_sessions=5_000, p5_requests=100_000, p5_warmup=8,
                 p5_phase=8, p5_min_warmup_passes=4, storm=200, renewals=20, advance=16,
-                instr_requests=(1_000, 3_000))
+                instr_requests=(1_000, 3_000), side_trials=6, side_seconds=4)
 
 
 def pct(value: float | None) -> str:
