@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .access import CONTEXT_KEY
+from .asgi_messages import ASGIRequest, raw_cookie, read_body, send_reply
 from .config import Settings
 from .context import ANONYMOUS, Serve
 from .decisions import RunRefresh, Step
@@ -22,55 +23,17 @@ from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .options import Options
 from .renewal import AsyncRefreshCoordinator, Outcome
 from .replies import Reply
-from .requests import app_path, external_target
+from .requests import app_path
 from .stores import open_async_store
 from .stores.base import Lock
 from .stores.effects import HeldLocks, perform_async
 from .transport import AsyncTransport
 
 logger = logging.getLogger("renewal_middleware")
-#: The largest body read for the back-channel logout route (a logout token is ~1 KB).
-MAX_BODY = 64 * 1024
-
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 T = TypeVar("T")
-
-
-def _raw_cookie(headers: list[tuple[bytes, bytes]]) -> bytes | None:
-    """The Cookie header; HTTP/2 may split it in several, which are joined (RFC 9113)."""
-    found: bytes | None = None
-    for key, value in headers:
-        if key == b"cookie":
-            found = value if found is None else found + b"; " + value
-    return found
-
-
-class _ASGIRequest:
-    """A :class:`~renewal_middleware.requests.Request` over an ASGI scope."""
-
-    __slots__ = ("_scope", "body", "method", "path", "query_string")
-
-    def __init__(self, scope: Scope, body: bytes = b"") -> None:
-        self._scope = scope
-        self.body = body
-        self.method: str = scope["method"]
-        self.path: str = app_path(scope)
-        self.query_string: str = scope.get("query_string", b"").decode("latin-1")
-
-    def header(self, name: str) -> str | None:
-        if name == "cookie":
-            raw = _raw_cookie(self._scope["headers"])
-            return None if raw is None else raw.decode("latin-1")
-        key = name.encode("latin-1")
-        for header, value in self._scope["headers"]:
-            if header == key:
-                return str(value.decode("latin-1"))
-        return None
-
-    def target(self) -> str:
-        return external_target(self._scope)
 
 
 class RenewalMiddleware:
@@ -142,13 +105,13 @@ class RenewalMiddleware:
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send, now: float
                            ) -> None:
-        cookie = _raw_cookie(scope["headers"])
+        cookie = raw_cookie(scope["headers"])
         path = app_path(scope) if scope.get("root_path") else scope["path"]
         serve = self.flows.pass_through(path, cookie, now, scope["method"])
         if serve is None:
             answer = await self._answer(scope, receive, cookie, now)
             if isinstance(answer, Reply):
-                await _send_reply(send, answer)
+                await send_reply(send, answer)
                 return
             serve = answer
         await self._serve(serve, scope, receive, send)
@@ -170,7 +133,7 @@ class RenewalMiddleware:
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "websocket":
-            cookie = _raw_cookie(scope["headers"])
+            cookie = raw_cookie(scope["headers"])
             serve = await self._run(self.flows.websocket(
                 None if cookie is None else cookie.decode("latin-1"), self.clock()))
             await self._serve(serve, scope, receive, send)
@@ -183,8 +146,8 @@ class RenewalMiddleware:
                       ) -> Serve | Reply:
         body = b""
         if self.flows.reads_body(scope["path"], scope["method"]):
-            body = await _read_body(receive)
-        handled = self.flows.handle(_ASGIRequest(scope, body), now, cookie)
+            body = await read_body(receive)
+        handled = self.flows.handle(ASGIRequest(scope, body), now, cookie)
         if isinstance(handled, (Serve, Reply)):
             return handled
         return await self._run(handled)
@@ -296,23 +259,3 @@ class RenewalMiddleware:
         """Close the pooled HTTP client and the store (done at lifespan shutdown)."""
         await self.transport.aclose()
         await self.store.close()
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The request body, up to :data:`MAX_BODY` bytes (the rest is not read)."""
-    body = b""
-    while len(body) <= MAX_BODY:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        body += message.get("body", b"")
-        if not message.get("more_body", False):
-            break
-    return body[:MAX_BODY]
-
-
-async def _send_reply(send: Send, reply: Reply) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})

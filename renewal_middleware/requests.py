@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, urlsplit
 
+#: The largest request body the drivers read, for the back-channel logout route (a logout
+#: token is ~1 KB).
+MAX_BODY = 64 * 1024
+
 #: A Cookie header as a driver has it: bytes from an ASGI scope, str from a WSGI environ.
 RawCookie = str | bytes
 

@@ -27,6 +27,7 @@ from .oidc import GetJSON, RevokeRequest, TokenRequest, UserInfoRequest
 from .options import Options
 from .renewal import Outcome, ThreadRefreshCoordinator
 from .replies import Reply
+from .requests import MAX_BODY
 from .stores import open_sync_store
 from .stores.base import Lock
 from .stores.effects import HeldLocks, perform
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 logger = logging.getLogger("renewal_middleware")
-#: The largest body read for the back-channel logout route (a logout token is ~1 KB).
-MAX_BODY = 64 * 1024
 
 
 class _WSGIRequest:

@@ -866,7 +866,7 @@ def test_safe_return_to_is_a_clean_header_value(value: str) -> None:
     """The result has no control characters and can be sent as the Location header."""
     result = safe_return_to(value)
     assert not any(unicodedata.category(c) == "Cc" for c in result), repr(result)
-    result.encode("latin-1")  # what asgi._send_reply does with every header value
+    result.encode("latin-1")  # what asgi_messages.send_reply does with every header value
 
 
 # -- 5. logins with an in-process provider -----------------------------------------------------
@@ -931,7 +931,7 @@ def log_in(h: Harness, provider: InProcessProvider, return_to: str) -> Response:
 @given(return_to=return_to_inputs)
 @example(return_to="/reports?q=1")
 @example(return_to="/caf\xe9")
-# Was a UnicodeEncodeError in asgi._send_reply (Location is written latin-1); safe_return_to
+# Was a UnicodeEncodeError in asgi_messages.send_reply (Location is written latin-1); safe_return_to
 # percent-encodes non-ASCII since ce284aa.
 @example(return_to="/€")
 @example(return_to="/\ud800")
