@@ -239,24 +239,7 @@ class Settings:
                 )
         if "openid" not in self.scopes:
             fail("scope", "must include 'openid'")
-        paths = {
-            "login_path": self.login_path,
-            "callback_path": self.callback_path,
-            "silent_path": self.silent_path,
-            "logout_path": self.logout_path,
-            "backchannel_logout_path": self.backchannel_logout_path,
-            "session_path": self.session_path,
-            "script_path": self.script_path,
-        }
-        for name, path in {**paths, "post_logout_path": self.post_logout_path,
-                           "cookie_path": self.cookie_path}.items():
-            if not path.startswith("/") or path.startswith("//"):
-                fail(name, "must be an absolute path starting with a single '/'")
-        seen: dict[str, str] = {}
-        for name, path in paths.items():
-            if path in seen:
-                fail(name, f"is also {seen[path]}: the middleware's own paths must all differ")
-            seen[path] = name
+        self._validate_paths()
         if self.store not in ("host", "memory") and urlsplit(self.store).scheme not in (
                 "redis", "rediss"):
             fail("store", "must be 'host', 'memory' or a redis:// or rediss:// URL")
@@ -279,6 +262,27 @@ class Settings:
             fail("csrf_header", "must be an HTTP header name, such as X-CSRF")
         if self.csrf_header.lower() in _SAFELISTED_HEADERS:
             fail("csrf_header", "must not be a CORS-safelisted header (no preflight)")
+
+    def _validate_paths(self) -> None:
+        """Every path absolute, and the middleware's own paths all different."""
+        paths = {
+            "login_path": self.login_path,
+            "callback_path": self.callback_path,
+            "silent_path": self.silent_path,
+            "logout_path": self.logout_path,
+            "backchannel_logout_path": self.backchannel_logout_path,
+            "session_path": self.session_path,
+            "script_path": self.script_path,
+        }
+        for name, path in {**paths, "post_logout_path": self.post_logout_path,
+                           "cookie_path": self.cookie_path}.items():
+            if not path.startswith("/") or path.startswith("//"):
+                fail(name, "must be an absolute path starting with a single '/'")
+        seen: dict[str, str] = {}
+        for name, path in paths.items():
+            if path in seen:
+                fail(name, f"is also {seen[path]}: the middleware's own paths must all differ")
+            seen[path] = name
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
