@@ -90,18 +90,15 @@ class Flows:
         self.route_paths = frozenset(settings.own_paths)
         #: What :meth:`pass_through` looks Cookie headers up in (see loading.py).
         self.header_answers = self.sessions.headers
-        self.lifetimes = self.sessions.lifetimes
         #: Unsafe methods skip the pass-through, to be checked for forgery.
         self.csrf_checks = settings.csrf_protection
         warn_relaxations(settings)
 
     def pass_through(self, path: str, cookie: RawCookie | None, now: float,
                      method: str = "GET") -> Serve | None:
-        """The answer for the common case, or ``None`` when :meth:`handle` must decide.
-
-        ``cookie`` is the raw Cookie header as the driver has it (bytes or str, never
-        decoded here). Costs a dict lookup: no route, and either no cookie or a Cookie
-        header seen before whose session is far from any renewal window.
+        """The answer for the common case (no route, and no cookie or a Cookie header seen
+        before, far from renewal), or ``None`` when :meth:`handle` must decide. ``cookie``
+        is raw, as the driver has it. The ASGI driver inlines this for a GET (asgi.py).
         """
         if path in self.route_paths:
             return None
@@ -209,7 +206,7 @@ class Flows:
         except StoreUnavailable:
             return ANONYMOUS
         view = loaded.view
-        if view is None or self.lifetimes.expired(view, now):
+        if view is None or self.sessions.lifetimes.expired(view, now):
             return ANONYMOUS
         expires_at = view.session.expires_at
         return ANONYMOUS if expires_at != EXPIRY_UNKNOWN and expires_at <= now else view.serve
@@ -224,12 +221,12 @@ class Flows:
             if not loaded.invalid:
                 return ANONYMOUS
             return Serve(None, tuple(self.sessions.cookie.clear_headers(loaded.present)))
-        expired = self.lifetimes.expired(view, now)
+        expired = self.sessions.lifetimes.expired(view, now)
         if expired is not None:
             return NeedsEnd(view.session, expired, loaded.present)
         freshness = assess(view.session, now, self.settings.grace_seconds)
         if freshness is Freshness.FRESH:
-            if self.lifetimes.records_activity(view, now):
+            if self.sessions.lifetimes.records_activity(view, now):
                 return self._record_activity(view.session, loaded.present, now)
             return view.serve
         session = view.session
