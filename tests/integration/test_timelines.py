@@ -7,6 +7,7 @@ middlewares on one store play two worker processes.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.op.harness import (
     login,
     start_provider,
 )
+from tests.set_cookie import browser_jar_after
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -66,15 +68,46 @@ def sealed_sessions(app: Running) -> list[Session]:
     return recorded
 
 
+def cookies_decided_after_logout(app: Running) -> list[tuple[str, ...]]:
+    """The Set-Cookie values of each renewal response decided once a session had ended.
+
+    Whether it ended is read before the decision starts, so every entry was decided with
+    the tombstone already known to the middleware.
+    """
+    decided: list[tuple[str, ...]] = []
+    flows = app.middleware.flows
+    learn, final = flows.tombstones.learn, flows.response_cookies.final
+    done = threading.Event()
+
+    def learning(*args: Any) -> bool:
+        new = learn(*args)
+        if new:
+            done.set()
+        return new
+
+    def deciding(*args: Any) -> tuple[str, ...]:
+        after = done.is_set()
+        cookies = final(*args)
+        if after:
+            decided.append(cookies)
+        return cookies
+
+    flows.tombstones.learn = learning  # type: ignore[method-assign]
+    flows.response_cookies.final = deciding  # type: ignore[method-assign]
+    return decided
+
+
 def apply_set_cookies(jar: dict[str, str], response: httpx.Response) -> None:
     """What a browser does with a response's Set-Cookie headers, in arrival order."""
-    for header in response.headers.get_list("set-cookie"):
-        pair = header.split(";", 1)[0]
-        name, _, value = pair.partition("=")
-        if "Max-Age=0" in header or not value:
-            jar.pop(name, None)
-        else:
-            jar[name] = value
+    kept = browser_jar_after(response.headers.get_list("set-cookie"), jar)
+    jar.clear()
+    jar.update(kept)
+
+
+def live_session_cookies(response: httpx.Response) -> list[str]:
+    """The session cookie values ``response`` sets (not those it deletes)."""
+    kept = browser_jar_after(response.headers.get_list("set-cookie"), {})
+    return [value for name, value in kept.items() if name == "renewal_session"]
 
 
 def cookie_header(jar: dict[str, str]) -> str:
@@ -123,6 +156,7 @@ async def test_a_late_request_never_downgrades_the_browser(app: Running,
 async def test_a_logout_in_the_middle_of_a_renewal_storm_sticks(app: Running,
                                                                 provider: Provider) -> None:
     recorded = sealed_sessions(app)
+    after_logout = cookies_decided_after_logout(app)
     async with httpx.AsyncClient() as client:
         await login(client, app.url)
         cookie = session_cookie(client)
@@ -150,15 +184,19 @@ async def test_a_logout_in_the_middle_of_a_renewal_storm_sticks(app: Running,
     assert all(r.status_code in (200, 302, 401) for r in arrived)
     assert all(r.status_code != 200 or r.json()["sub"] == "alice"
                for r in arrived if r.url.path == "/api/me")
-    assert not any("renewal_session=" in h and "Max-Age=0" not in h
-                   for r in arrived[logout_at + 1:] for h in r.headers.get_list("set-cookie"))
-    # The browser ends logged out, on every later request.
+    # A response decided once the logout was done sets no session, on any worker thread.
+    assert not any(browser_jar_after(cookies, {}) for cookies in after_logout)
+    # A response whose cookie was decided just before the logout took effect can still
+    # arrive after the logout's (its thread paused between deciding and writing): what it
+    # sets is dead all the same. Every cookie the browser could hold now is refused, and
+    # cleared, by requests sent after the logout.
+    revived = {live for r in arrived[logout_at + 1:] for live in live_session_cookies(r)}
     async with httpx.AsyncClient() as after:
-        me = await after.get(app.url + "/api/me", headers={"cookie": cookie_header(jar)})
-        assert me.status_code == 401
-        replay = await after.get(app.url + "/api/me",
-                                 headers={"cookie": f"renewal_session={cookie}"})
-        assert replay.status_code == 401
+        for held in (cookie_header(jar), *(f"renewal_session={v}" for v in {cookie, *revived})):
+            replay = await after.get(app.url + "/api/me", headers={"cookie": held})
+            assert replay.status_code == 401
+            assert not live_session_cookies(replay)
+    assert "renewal_session" not in jar or jar["renewal_session"] in revived
     # The newest refresh token is the one revoked, and no grant was refused on the way.
     newest = recorded[-1] if recorded else first
     assert grants(provider)[1] == 0 and grants(provider)[0] == len(recorded) <= 1

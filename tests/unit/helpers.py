@@ -30,6 +30,7 @@ from renewal_middleware.stores.effects import (
     WriteLineage,
     perform,
 )
+from tests.set_cookie import set_cookie_pairs as set_cookie_pairs
 
 ISSUER = "https://op.example"
 BASE_URL = "https://app.example"
@@ -173,15 +174,6 @@ def provider_effects(effects: list[Any]) -> list[Effect]:
 def answer_discovery(effect: Effect, discovery: dict[str, Any] | None = None) -> Any:
     assert effect == GetJSON(DISCOVERY_URL), effect
     return discovery if discovery is not None else DISCOVERY
-
-
-def set_cookie_pairs(headers: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """``{name: value}`` of Set-Cookie header values."""
-    pairs = {}
-    for header in headers:
-        name, _, value = header.split(";", 1)[0].partition("=")
-        pairs[name] = value
-    return pairs
 
 
 def cookie_header(pairs: dict[str, str]) -> str:

@@ -30,6 +30,7 @@ from tests.unit.helpers import (
     make_settings,
     mint,
     session_cookie_header,
+    set_cookie_pairs,
 )
 
 
@@ -81,10 +82,7 @@ class Harness:
         return {"cookie": session_cookie_header(self.browser_flows, session)}
 
     def read_cookie(self, response: httpx.Response) -> Any:
-        pairs = {}
-        for value in response.headers.get_list("set-cookie"):
-            name, _, rest = value.split(";", 1)[0].partition("=")
-            pairs[name] = rest
+        pairs = set_cookie_pairs(response.headers.get_list("set-cookie"))
         loaded = Flows(self.settings, self.clock).sessions.load(cookie_header(pairs), self.clock())
         assert loaded.view is not None
         return loaded.view.session

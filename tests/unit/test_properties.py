@@ -29,7 +29,6 @@ import random
 import string
 import unicodedata
 from collections.abc import Iterator
-from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -55,6 +54,7 @@ from renewal_middleware.flows import Flows
 from renewal_middleware.oidc import Effect, GetJSON, TokenRequest, UserInfoRequest
 from renewal_middleware.requests import safe_return_to
 from renewal_middleware.session import Session
+from tests.set_cookie import browser_jar_after, set_cookie_pairs
 
 # -- profiles ----------------------------------------------------------------------------------
 
@@ -157,8 +157,7 @@ def incompressible(n_bytes: int, seed: int) -> str:
 
 
 def cookie_pairs(set_cookies: list[str]) -> list[tuple[str, str]]:
-    return [(h.split(";", 1)[0].partition("=")[0], h.split(";", 1)[0].partition("=")[2])
-            for h in set_cookies]
+    return list(set_cookie_pairs(set_cookies).items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,20 +258,6 @@ def test_codec_round_trip(encrypt: bool, payload: dict[str, Any]) -> None:
     value = codec.dumps(payload)
     assert value.isascii() and ";" not in value and " " not in value
     assert codec.loads(value, max_age=60) == (payload, int(T0))
-
-
-def browser_jar_after(set_cookies: list[str], jar: dict[str, str]) -> dict[str, str]:
-    """What a browser keeps after these Set-Cookie headers (parsed with SimpleCookie)."""
-    jar = dict(jar)
-    for header in set_cookies:
-        parsed = SimpleCookie()
-        parsed.load(header)
-        ((name, morsel),) = parsed.items()
-        if morsel["max-age"] == "0":
-            jar.pop(name, None)
-        else:
-            jar[name] = morsel.value
-    return jar
 
 
 @pytest.mark.parametrize("encrypt", [True, False], ids=["encrypted", "signed"])
