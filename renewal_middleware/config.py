@@ -183,6 +183,11 @@ class Settings:
         return self.prefix + path
 
     @property
+    def home(self) -> str:
+        """The app's start page, as the browser sees it (where error pages link back to)."""
+        return self.prefix + "/"
+
+    @property
     def cookie_scope(self) -> str:
         """The session cookie's ``Path``: ``cookie_path`` under the app's prefix."""
         return (self.prefix + (self.cookie_path if self.cookie_path != "/" else "")) or "/"

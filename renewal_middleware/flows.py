@@ -138,7 +138,7 @@ class Flows:
         except StoreUnavailable as exc:
             logger.warning("session %s not read: %s", loaded.handle and
                            loaded.handle.session_id, exc.message)
-            return error_reply(exc, wants_json(request.header("accept")))
+            return error_reply(exc, wants_json(request.header("accept")), home=self.settings.home)
         served = self._serve(request, loaded, raw_cookie, now)
         return served if isinstance(served, (Serve, Reply)) else (yield from served)
 
@@ -181,7 +181,8 @@ class Flows:
 
     def _script_route(self, request: Request, now: float) -> Reply:
         if request.method not in ("GET", "HEAD"):
-            return method_not_allowed({"GET", "HEAD"}, wants_json(request.header("accept")))
+            return method_not_allowed({"GET", "HEAD"}, wants_json(request.header("accept")),
+                                      self.settings.home)
         return self.script.reply(request.query_string, request.header("if-none-match"))
 
     def _load(self, cookie: str | None, now: float) -> Loaded:

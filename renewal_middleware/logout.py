@@ -63,7 +63,7 @@ class Logouts:
             logger.info("logout of session %s asks for confirmation (cross-site?)", session.id)
             return logout_confirmation(
                 self.settings.public(self.settings.logout_path) + "?t="
-                + self.csrf.logout_token(session.id), self.settings.public("/"))
+                + self.csrf.logout_token(session.id), self.settings.home)
         if session is not None:
             session = yield from self._end(session, now)
             logger.info("logout of session %s", session.id)

@@ -43,8 +43,10 @@ def redirect(location: str, set_cookies: Sequence[str] = ()) -> Reply:
 
 
 def error_reply(error: RenewalError, as_json: bool, set_cookies: Sequence[str] = (),
-                status: int | None = None, headers: Iterable[tuple[str, str]] = ()) -> Reply:
-    """``error`` as JSON (``{error, error_description}``) or as a short HTML page."""
+                status: int | None = None, headers: Iterable[tuple[str, str]] = (),
+                home: str = "/") -> Reply:
+    """``error`` as JSON (``{error, error_description}``) or as a short HTML page that
+    links back to ``home`` (the app's start page, under its prefix)."""
     all_headers = [("cache-control", "no-store"), *headers]
     all_headers += [("set-cookie", c) for c in set_cookies]
     if isinstance(error, ProviderUnavailable) and error.retry_after:
@@ -56,7 +58,7 @@ def error_reply(error: RenewalError, as_json: bool, set_cookies: Sequence[str] =
         body = (
             "<!doctype html><meta charset=utf-8><title>Sign-in problem</title>"
             f"<h1>Sign-in problem</h1><p>{html.escape(error.message)}</p>"
-            '<p><a href="/">Back to the start page</a></p>'
+            f'<p><a href="{html.escape(home)}">Back to the start page</a></p>'
         ).encode()
         all_headers.append(("content-type", "text/html; charset=utf-8"))
     return Reply(status or error.status, all_headers, body)
@@ -69,11 +71,11 @@ def unauthorized_reply(description: str) -> Reply:
                        headers=[("www-authenticate", challenge)])
 
 
-def method_not_allowed(allowed: Iterable[str], as_json: bool) -> Reply:
+def method_not_allowed(allowed: Iterable[str], as_json: bool, home: str = "/") -> Reply:
     """The 405 of one of the middleware's routes called with another method."""
     methods = ", ".join(sorted(allowed))
     error = RenewalError(f"This address accepts {methods} only.", code="method_not_allowed")
-    return error_reply(error, as_json, status=405, headers=[("allow", methods)])
+    return error_reply(error, as_json, status=405, headers=[("allow", methods)], home=home)
 
 
 def silent_page(message: Mapping[str, Any], origin: str, set_cookies: Sequence[str]) -> Reply:

@@ -81,7 +81,8 @@ class Routes:
         """The answer (or the flow that makes it) for a request to one of :attr:`paths`."""
         methods, handler = self._table[request.path]
         if request.method not in methods:
-            return method_not_allowed(methods, wants_json(request.header("accept")))
+            return method_not_allowed(methods, wants_json(request.header("accept")),
+                                      self.settings.home)
         return self._guarded(request, handler(request, now))
 
     def _guarded(self, request: Request, flow: SharedFlow[Reply]) -> SharedFlow[Reply]:
@@ -89,7 +90,7 @@ class Routes:
             return (yield from flow)
         except RenewalError as exc:
             logger.warning("%s %s failed: %s", request.method, request.path, exc.message)
-            return error_reply(exc, wants_json(request.header("accept")))
+            return error_reply(exc, wants_json(request.header("accept")), home=self.settings.home)
 
     def _login_route(self, request: Request, now: float) -> Flow[Reply]:
         return self.login(parse_query(request.query_string), now,
@@ -163,7 +164,7 @@ class Routes:
             logger.info("%s callback refused: unknown or expired state", kind)
             return error_reply(AuthenticationError(
                 "This sign-in link is unknown or has expired. Please sign in again.",
-                code="unknown_state"), as_json)
+                code="unknown_state"), as_json, home=self.settings.home)
         done = (*self.transactions.end(tx, cookies), *self.pending.ended(tx, cookies))
         loaded = self.sessions.load_cookies(cookies, now)
         call = _Callback(tx, (yield from self._resolved(loaded)), done, as_json)
@@ -241,7 +242,7 @@ class Routes:
                 # it does not, so back to the page, as it was (anonymous or not).
                 logger.info("login with prompt=none: %s, back to the page", error.code)
                 return redirect(safe_return_to(call.tx.return_to), list(call.done))
-            return error_reply(error, call.as_json, call.done)
+            return error_reply(error, call.as_json, call.done, home=self.settings.home)
         if isinstance(error, ProviderUnavailable):
             # Keep the session; don't bounce through the provider again for a while.
             if call.loaded.view is not None:

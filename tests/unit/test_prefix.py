@@ -77,3 +77,20 @@ async def test_a_mounted_app_answers_its_routes_under_the_mount() -> None:
             assert out.status_code == 302
             assert out.headers["location"].startswith(DISCOVERY["end_session_endpoint"])
     await inner.aclose()
+
+
+async def test_error_pages_under_a_prefix_link_back_to_the_apps_start_page() -> None:
+    settings = make_settings(base_url="https://app.example/app")
+    inner = RenewalMiddleware(Starlette(routes=[Route("/me", me)]), settings=settings,
+                              clock=FakeClock())
+    outer = Starlette(routes=[Mount("/app", app=inner)])
+    page = {"accept": "text/html"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=outer),
+                                 base_url="https://app.example") as client:
+        forged = await client.get("/app/callback?code=x&state=forged", headers=page)
+        wrong_method = await client.put("/app/login", headers=page)
+    assert forged.status_code == 400 and wrong_method.status_code == 405
+    for answer in (forged, wrong_method):
+        assert answer.headers["content-type"].startswith("text/html")
+        assert '<a href="/app/">Back to the start page</a>' in answer.text
+    await inner.aclose()
