@@ -1,9 +1,9 @@
 """An :class:`~renewal_middleware.stores.base.AsyncStore` over a local sync store.
 
 The memory and host stores answer in well under a millisecond, so their calls run
-inline on the event loop; only :meth:`ThreadedStore.lock` and
-:meth:`ThreadedStore.wait_released`, which may wait for another renewal, run in a
-thread of their own.
+inline on the event loop; only a :meth:`ThreadedStore.lock` that may wait and
+:meth:`ThreadedStore.wait_released`, which wait for another renewal, run in a thread
+of their own.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class ThreadedStore:
         self.local = sync_store.local
         self._executor = concurrent.futures.ThreadPoolExecutor(
             LOCK_THREADS, thread_name_prefix="renewal-store")
+        self._closed = False
 
     async def read(self, session_id: str) -> Lineage | None:
         return self.sync_store.read(session_id)
@@ -46,6 +47,10 @@ class ThreadedStore:
             raise StoreUnavailable("the store is closed") from None
 
     async def lock(self, session_id: str, ttl: float, wait: float) -> Lock | None:
+        if wait <= 0:  # a try, answered at once: no thread (a renewal's first attempt)
+            if self._closed:
+                raise StoreUnavailable("the store is closed")
+            return self.sync_store.lock(session_id, ttl, 0)
         future = self._submit(self.sync_store.lock, session_id, ttl, wait)
         try:
             return await asyncio.wrap_future(future)
@@ -84,5 +89,6 @@ class ThreadedStore:
 
     async def close(self) -> None:
         """Close the sync store; lock waits still running end within their ``wait``."""
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.sync_store.close()
