@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email.utils
+import http.cookiejar
 import logging
 import time
 import warnings
@@ -62,8 +63,20 @@ def provider_error(exc: Exception) -> RenewalError:
 _EXPECTED = (OAuthError, httpx.HTTPError, ValueError)
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """The provider client serves every user's calls: it keeps no cookie, so none that the
+    provider sets on one user's answer is ever sent with another's."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
 def client_options(settings: Settings) -> dict[str, Any]:
     return {
+        "cookies": http.cookiejar.CookieJar(_NoCookies()),
         "client_id": settings.client_id,
         "client_secret": settings.client_secret.reveal(),
         "token_endpoint_auth_method": settings.token_endpoint_auth_method,

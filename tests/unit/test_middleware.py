@@ -137,6 +137,30 @@ async def test_session_in_the_grace_window_is_renewed_before_the_app_runs(
     assert renewed.expires_at == int(clock()) + 3600
 
 
+async def test_the_provider_client_sends_no_cookie_of_one_user_with_anothers(
+        harness: Harness, clock: FakeClock) -> None:
+    """One pooled client makes every user's provider calls: a cookie the provider sets on
+    one user's token answer is not kept, and not sent with the next user's grant."""
+    def with_a_cookie(request: httpx.Request) -> httpx.Response:
+        sub = "bob" if b"rt-bob" in request.content else "alice"
+        claims = id_claims(int(clock()), nonce=None, sub=sub)
+        return httpx.Response(200, json={
+            "access_token": "at-2", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "rt-2", "id_token": mint(harness.key, claims),
+        }, headers={"set-cookie": f"affinity={sub}; Path=/"})
+
+    harness.token.side_effect = with_a_cookie
+    alice, bob = make_session(), make_session(id="sid-2", refresh_token="rt-bob",
+                                              claims={"sub": "bob", "name": "Bob"})
+    clock.now = alice.expires_at - 30
+    for session in (alice, bob):
+        renewed = await harness.client.get("/api/me", headers=harness.cookies(session))
+        assert renewed.status_code == 200 and renewed.json()["access_token"] == "at-2"
+    assert harness.token.call_count == 2
+    assert all("cookie" not in call.request.headers for call in harness.token.calls)
+    assert not list(harness.middleware.transport.client.cookies.jar)
+
+
 async def test_streaming_response_also_gets_the_new_cookie(
         harness: Harness, clock: FakeClock) -> None:
     session = make_session()
