@@ -63,20 +63,20 @@ def provider_error(exc: Exception) -> RenewalError:
 _EXPECTED = (OAuthError, httpx.HTTPError, ValueError)
 
 
-class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+class _NoCookies(http.cookiejar.CookieJar):
     """The provider client serves every user's calls: it keeps no cookie, so none that the
-    provider sets on one user's answer is ever sent with another's."""
+    provider sets on one user's answer is ever sent with another's (nor parsed at all)."""
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
 
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
     return {
-        "cookies": http.cookiejar.CookieJar(_NoCookies()),
+        "cookies": _NoCookies(),
         "client_id": settings.client_id,
         "client_secret": settings.client_secret.reveal(),
         "token_endpoint_auth_method": settings.token_endpoint_auth_method,
