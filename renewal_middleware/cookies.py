@@ -14,7 +14,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadData, Serializer, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_encode
 
 from .config import Settings
 from .crypto import EncryptedJSON
@@ -38,6 +39,14 @@ def _canonical_signature(signature: str) -> bool:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == signature
 
 
+class _SealedPayloads(URLSafeTimedSerializer):
+    """For encrypted payloads: itsdangerous's attempt to compress them is skipped, since
+    ciphertext never compresses (the value is the same, about 0.1 ms sooner)."""
+
+    def dump_payload(self, obj: Any) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
+
+
 def _signer_with_clock(clock: Callable[[], float]) -> type[TimestampSigner]:
     class ClockedSigner(TimestampSigner):
         def get_timestamp(self) -> int:
@@ -55,13 +64,15 @@ class SignedCodec:
         self._clock = clock
         self._skew = settings.clock_skew_seconds
         extra: dict[str, Any] = {}
+        kind = URLSafeTimedSerializer
         if settings.encrypt_cookies if encrypt is None else encrypt:
             extra["serializer"] = EncryptedJSON(secrets, salt)
+            kind = _SealedPayloads
         else:
             # ASCII: a lone surrogate in a claim is valid JSON but cannot be UTF-8 encoded.
             extra["serializer_kwargs"] = {"ensure_ascii": True}
         # itsdangerous wants the keys oldest first and signs with the last one.
-        self._serializer = URLSafeTimedSerializer(
+        self._serializer = kind(
             list(reversed(secrets)), salt=salt, signer=_signer_with_clock(clock),
             signer_kwargs={"digest_method": hashlib.sha256}, **extra,
         )
