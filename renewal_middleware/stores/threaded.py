@@ -40,16 +40,17 @@ class ThreadedStore:
     async def write(self, session_id: str, lineage: Lineage, ttl: float) -> None:
         self.sync_store.write(session_id, lineage, ttl)
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+
     def _submit(self, call: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        try:
-            return self._executor.submit(call, *args)
-        except RuntimeError:  # shut down
-            raise StoreUnavailable("the store is closed") from None
+        self._check_open()  # only close() shuts the executor down, on this same loop
+        return self._executor.submit(call, *args)
 
     async def lock(self, session_id: str, ttl: float, wait: float) -> Lock | None:
         if wait <= 0:  # a try, answered at once: no thread (a renewal's first attempt)
-            if self._closed:
-                raise StoreUnavailable("the store is closed")
+            self._check_open()
             return self.sync_store.lock(session_id, ttl, 0)
         future = self._submit(self.sync_store.lock, session_id, ttl, wait)
         try:

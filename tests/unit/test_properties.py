@@ -156,10 +156,6 @@ def incompressible(n_bytes: int, seed: int) -> str:
     return base64.urlsafe_b64encode(random.Random(seed).randbytes(n_bytes)).decode()
 
 
-def cookie_pairs(set_cookies: list[str]) -> list[tuple[str, str]]:
-    return list(set_cookie_pairs(set_cookies).items())
-
-
 @dataclasses.dataclass(frozen=True)
 class Genuine:
     """A session as the middleware itself wrote it: full value and its cookies."""
@@ -172,7 +168,7 @@ class Genuine:
 def genuine(session: Session) -> Genuine:
     cookie = SESSION_COOKIES[True]
     value = cookie.encode(session.to_payload())
-    return Genuine(session, value, tuple(cookie_pairs(cookie.set_headers(value, ()))))
+    return Genuine(session, value, tuple(set_cookie_pairs(cookie.set_headers(value, ())).items()))
 
 
 # Real sessions of 1 (unchunked), 2, 3 and 10 cookies, valid and in various states.
@@ -355,7 +351,7 @@ def test_arbitrary_session_cookie_text_loads_nothing(text: str, name: str) -> No
     assert loaded.view is None
     decision = SHARED_FLOWS.decide(loaded, T0, lambda: True, lambda: "/")
     assert isinstance(decision, Serve) and decision.view is None
-    assert all(v == "" for n, v in cookie_pairs(list(decision.set_cookies)))
+    assert all(v == "" for v in set_cookie_pairs(decision.set_cookies).values())
 
 
 def contiguous_value(jar: dict[str, str]) -> str | None:
@@ -589,7 +585,7 @@ def check_response(response: Response, own_route: bool, sent_cookies: str) -> No
     assert b"Traceback" not in response.body and b'File "' not in response.body
     assert SECRET_KEY.encode() not in response.body and CLIENT_SECRET.encode() not in response.body
     # Nobody is logged in without the provider: a session cookie is only ever deleted.
-    for name, value in cookie_pairs(response.all("set-cookie")):
+    for name, value in set_cookie_pairs(response.all("set-cookie")).items():
         if name == NAME or name.startswith(NAME + "."):
             assert value == "", f"the response sets {name}={value[:40]}..."
     for location in response.all("location"):
@@ -906,7 +902,8 @@ def log_in(h: Harness, provider: InProcessProvider, return_to: str) -> Response:
     assert login.status == 302, login
     query = parse_qs(urlsplit(login.all("location")[0]).query)
     provider.nonce = query["nonce"][0]
-    tx_cookie = login.all("set-cookie")[0].split(";", 1)[0]
+    ((name, value),) = set_cookie_pairs(login.all("set-cookie")[:1]).items()
+    tx_cookie = f"{name}={value}"
     params = {"state": query["state"][0], "code": "c", "iss": ISSUER}
     return h.request("GET", "/callback", urlencode(params).encode(),
                      [(b"cookie", tx_cookie.encode("latin-1"))])
@@ -929,7 +926,7 @@ def test_login_returns_to_any_return_to_on_this_origin(
     (location,) = response.all("location")
     assert origin(urljoin(BASE_URL + "/", location)) == BASE_ORIGIN
     assert origin(browser_resolves(location)) == BASE_ORIGIN
-    session_cookies = [(n, v) for n, v in cookie_pairs(response.all("set-cookie"))
+    session_cookies = [(n, v) for n, v in set_cookie_pairs(response.all("set-cookie")).items()
                        if n == NAME or n.startswith(NAME + ".")]
     assert session_cookies and all(v for _, v in session_cookies)
 
